@@ -1,0 +1,3 @@
+from opencleanrooms.cli import main
+
+raise SystemExit(main())
