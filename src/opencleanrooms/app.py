@@ -1,0 +1,59 @@
+"""Builds the server from its settings: database, credentials, model, services, pipeline, ASGI app."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+
+from opencleanrooms.auth.credentials import CredentialCache
+from opencleanrooms.config import ENV_SETTINGS, Settings
+from opencleanrooms.http.asgi import AsgiApp
+from opencleanrooms.pipeline import Pipeline
+from opencleanrooms.protocol.model import load_service_model
+from opencleanrooms.services import registry
+from opencleanrooms.services.context import RequestContext
+from opencleanrooms.services.pagination import PageTokens
+from opencleanrooms.services.quotas import Quotas
+from opencleanrooms.storage import server_state
+from opencleanrooms.storage.database import Database
+
+TOKEN_KEY_NAME = "pagination-token-key"
+
+
+def open_database(settings: Settings) -> Database:
+    if settings.database_url is None:
+        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return db
+
+
+def build_app(settings: Settings) -> AsgiApp:
+    db = open_database(settings)
+    with db.write() as conn:
+        token_key = bytes.fromhex(server_state.get_or_create_secret(conn, TOKEN_KEY_NAME))
+    tokens = PageTokens(token_key)
+    quotas = Quotas.with_overrides(settings.quotas)
+
+    def make_context(**fields) -> RequestContext:
+        return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, **fields)
+
+    pipeline = Pipeline(
+        service_model=load_service_model(),
+        handlers=registry.load_all(),
+        credentials=CredentialCache(db, accept_demo=settings.accepts_demo_credentials),
+        regions=settings.regions,
+        max_skew_seconds=settings.max_skew_seconds,
+        make_context=make_context,
+    )
+    return AsgiApp(pipeline, max_body_bytes=settings.max_body_bytes, on_shutdown=db.dispose)
+
+
+@functools.cache
+def app_from_environment() -> AsgiApp:
+    """Factory for uvicorn worker processes: settings arrive in an environment variable set by `serve`."""
+    settings = Settings.from_json(os.environ[ENV_SETTINGS])
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return build_app(settings)

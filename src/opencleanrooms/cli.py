@@ -1,0 +1,207 @@
+"""The `opencleanrooms` command: serve, manage credentials, migrate, check the model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import string
+import sys
+
+from opencleanrooms.config import ENV_SETTINGS, Settings
+from opencleanrooms.services.quotas import DEFAULT_QUOTAS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except ValueError as exc:
+        print(f"opencleanrooms: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opencleanrooms", description=__doc__)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the Clean Rooms API server")
+    _storage_flags(serve)
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--region", action="append", dest="regions", metavar="REGION",
+                       help="region to serve; repeat for several (default us-east-1)")
+    serve.add_argument("--workers", type=int, help="server processes (default 1)")
+    serve.add_argument("--quota", action="append", default=[], metavar="NAME=VALUE",
+                       help=f"override a resource quota; names: {', '.join(DEFAULT_QUOTAS)}")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 8 MiB)")
+    serve.add_argument("--allow-demo-credentials", action="store_true", default=None,
+                       help="accept the documented demo keys even on a non-loopback address")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    creds = commands.add_parser("credentials", help="manage access keys")
+    creds_commands = creds.add_subparsers(metavar="ACTION")
+    create = creds_commands.add_parser("create", help="create (or replace) an access key for an account")
+    _storage_flags(create)
+    create.add_argument("--account-id", required=True, help="12-digit account id")
+    create.add_argument("--access-key-id", help="key id to use (default: generated)")
+    create.add_argument("--secret-access-key", help="secret to use (default: generated)")
+    create.set_defaults(func=_credentials_create)
+    listing = creds_commands.add_parser("list", help="list access keys (secrets are not shown)")
+    _storage_flags(listing)
+    listing.set_defaults(func=_credentials_list)
+    delete = creds_commands.add_parser("delete", help="delete an access key")
+    _storage_flags(delete)
+    delete.add_argument("--access-key-id", required=True)
+    delete.set_defaults(func=_credentials_delete)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    _storage_flags(migrate)
+    migrate.set_defaults(func=_migrate)
+
+    check = commands.add_parser("check-model", help="show the service model in use and what is implemented")
+    check.set_defaults(func=_check_model)
+    return parser
+
+
+def _storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file of settings (flags override it)")
+    parser.add_argument("--data-dir", help="directory for the embedded SQLite database")
+    parser.add_argument("--database-url", help="SQLAlchemy URL of the database (overrides --data-dir)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_toml(args.config) if getattr(args, "config", None) else Settings()
+    overrides = {}
+    for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
+                 "allow_demo_credentials", "log_level"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    quotas = dict(settings.quotas)
+    for item in getattr(args, "quota", []) or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise ValueError(f"--quota takes NAME=VALUE, got {item!r}")
+        quotas[name] = int(value)
+    return dataclasses.replace(settings, quotas=quotas, **overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from opencleanrooms.app import open_database
+    from opencleanrooms.auth.demo import DEMO_ACCOUNTS, ensure_demo_credentials
+    from opencleanrooms.services.quotas import Quotas
+
+    settings = _settings(args)
+    Quotas.with_overrides(settings.quotas)  # reject unknown quota names before starting
+    db = open_database(settings)
+    created = ensure_demo_credentials(db)
+    db.dispose()
+    endpoint = f"http://{'localhost' if settings.host in ('127.0.0.1', '::1') else settings.host}:{settings.port}"
+    print(f"OpenCleanRooms serving the Clean Rooms API at {endpoint}", flush=True)
+    print(f"  regions: {', '.join(settings.regions)}; database: {_safe_url(settings.resolved_database_url)}")
+    if settings.accepts_demo_credentials:
+        print("  demo credentials" + (" (created now)" if created else "") + ":")
+        for account, key, secret in DEMO_ACCOUNTS:
+            print(f"    account {account}: AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}")
+    else:
+        print("  demo credentials are refused on a non-loopback address; create keys with "
+              "`opencleanrooms credentials create`")
+    print(f"  try: aws cleanrooms list-collaborations --endpoint-url {endpoint} --region {settings.regions[0]}",
+          flush=True)
+    os.environ[ENV_SETTINGS] = settings.to_json()
+    uvicorn.run(
+        "opencleanrooms.app:app_from_environment", factory=True, host=settings.host, port=settings.port,
+        workers=settings.workers, log_level=settings.log_level, access_log=False, http="httptools",
+        loop=_event_loop(), lifespan="on", server_header=False, date_header=True,
+    )
+    return 0
+
+
+def _credentials_create(args: argparse.Namespace) -> int:
+    from opencleanrooms.app import open_database
+    from opencleanrooms.storage import credentials as store
+
+    account = args.account_id
+    if len(account) != 12 or not account.isdigit():
+        raise ValueError("--account-id must be 12 digits")
+    key = args.access_key_id or "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
+                                                for _ in range(16))
+    secret = args.secret_access_key or secrets.token_urlsafe(30)[:40]
+    if not (1 <= len(key) <= 128 and key.isalnum()):
+        raise ValueError("--access-key-id must be 1-128 letters and digits")
+    db = open_database(_settings(args))
+    with db.write() as conn:
+        store.put(conn, key, secret, account)
+    print(f"account {account}: AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}")
+    return 0
+
+
+def _credentials_list(args: argparse.Namespace) -> int:
+    from opencleanrooms.app import open_database
+    from opencleanrooms.storage import credentials as store
+
+    db = open_database(_settings(args))
+    with db.read() as conn:
+        for row in store.all_keys(conn):
+            print(f"{row['account_id']}  {row['access_key_id']}{'  (demo)' if row['is_demo'] else ''}")
+    return 0
+
+
+def _credentials_delete(args: argparse.Namespace) -> int:
+    from opencleanrooms.app import open_database
+    from opencleanrooms.storage import credentials as store
+
+    db = open_database(_settings(args))
+    with db.write() as conn:
+        if not store.delete(conn, args.access_key_id):
+            print(f"no such access key: {args.access_key_id}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from opencleanrooms.app import open_database
+
+    settings = _settings(args)
+    version = open_database(settings).migrate()
+    print(f"{_safe_url(settings.resolved_database_url)}: schema version {version}")
+    return 0
+
+
+def _check_model(_args: argparse.Namespace) -> int:
+    from opencleanrooms.protocol.model import botocore_version, load_service_model
+    from opencleanrooms.services.registry import load_all
+
+    model = load_service_model()
+    handlers = load_all()
+    print(f"botocore {botocore_version()}: {model.metadata['uid']}, {len(model.operation_names)} operations")
+    print(f"implemented ({len(handlers)}): {', '.join(sorted(handlers))}")
+    missing = sorted(set(handlers) - set(model.operation_names))
+    if missing:
+        print(f"implemented but absent from the model: {', '.join(missing)}")
+        return 1
+    return 0
+
+
+def _event_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, fit to print."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

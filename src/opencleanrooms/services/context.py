@@ -1,0 +1,23 @@
+"""What a service call gets besides its input: who is calling, where, when, and the server's shared parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opencleanrooms.services.pagination import PageTokens
+    from opencleanrooms.services.quotas import Quotas
+    from opencleanrooms.storage.database import Database
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    account_id: str  # from the verified access key, never from the request
+    region: str  # from the verified credential scope
+    operation: str
+    now: float  # epoch seconds; the single clock reading for the whole call
+    db: Database
+    tokens: PageTokens
+    quotas: Quotas

@@ -1,0 +1,155 @@
+"""Memberships: joining a collaboration, reading and changing one's own membership, leaving, listing."""
+
+from __future__ import annotations
+
+from opencleanrooms.errors import ServiceError
+from opencleanrooms.services import arns, payment
+from opencleanrooms.services.access import member_view
+from opencleanrooms.services.context import RequestContext
+from opencleanrooms.services.pagination import page_size
+from opencleanrooms.services.registry import operation
+from opencleanrooms.storage import collaborations as collaboration_store
+from opencleanrooms.storage import memberships as store
+from opencleanrooms.storage import tags as tag_store
+from opencleanrooms.storage.database import DuplicateError
+
+_DOC_FIELDS = ("queryLogStatus", "jobLogStatus", "defaultResultConfiguration", "defaultJobResultConfiguration",
+               "isMetricsEnabled")
+_CREATOR_CANNOT_LEAVE = ("Cannot delete membership for the creator of the collaboration while their membership "
+                         "is still ACTIVE")
+
+
+@operation("CreateMembership")
+def create_membership(ctx: RequestContext, params: dict) -> dict:
+    collaboration_id = params["collaborationIdentifier"]
+    membership_id = arns.new_id()
+    with ctx.db.write() as conn:
+        collaboration, member = member_view(conn, ctx, collaboration_id)
+        if member["status"] != "INVITED":
+            raise _already_joined(collaboration_id, member["status"])
+        member_doc = member["doc"]
+        payment.check_acceptance(member_doc["paymentConfiguration"], params.get("paymentConfiguration"),
+                                 member_doc["abilities"], required=True)
+        if params.get("isMetricsEnabled") and not collaboration["doc"].get("isMetricsEnabled"):
+            raise ServiceError("ValidationException", "isMetricsEnabled can only be set when the collaboration "
+                               "has metrics enabled.", reason="INVALID_CONFIGURATION")
+        ctx.quotas.check("memberships", store.count_for_account(conn, ctx.region, ctx.account_id) + 1)
+        doc = {key: params[key] for key in _DOC_FIELDS if key in params}
+        doc.setdefault("isMetricsEnabled", False)
+        arn = arns.membership_arn(ctx.region, ctx.account_id, membership_id)
+        try:
+            store.insert(conn, {
+                "id": membership_id, "region": ctx.region, "arn": arn, "account_id": ctx.account_id,
+                "collaboration_id": collaboration_id, "status": "ACTIVE", "create_time": ctx.now,
+                "update_time": ctx.now, "doc": doc,
+            })
+        except DuplicateError:
+            raise _already_joined(collaboration_id, "ACTIVE") from None
+        collaboration_store.update_member(conn, collaboration_id, ctx.account_id, status="ACTIVE",
+                                          membership_id=membership_id, update_time=ctx.now)
+        tag_store.put(conn, arn, params.get("tags") or {})
+        row = store.get(conn, ctx.region, ctx.account_id, membership_id)
+    return {"membership": membership_view(row)}
+
+
+@operation("GetMembership")
+def get_membership(ctx: RequestContext, params: dict) -> dict:
+    with ctx.db.read() as conn:
+        row = _owned(conn, ctx, params["membershipIdentifier"])
+    return {"membership": membership_view(row)}
+
+
+@operation("UpdateMembership")
+def update_membership(ctx: RequestContext, params: dict) -> dict:
+    membership_id = params["membershipIdentifier"]
+    with ctx.db.write() as conn:
+        row = _owned(conn, ctx, membership_id)
+        if row["status"] != "ACTIVE":
+            raise ServiceError("ConflictException", f"Membership {membership_id} is {row['status']} and can no "
+                               "longer be updated.", resourceId=membership_id, resourceType="MEMBERSHIP",
+                               reason="INVALID_STATE")
+        member_doc = row["member_doc"]
+        payment.check_acceptance(member_doc["paymentConfiguration"], params.get("membershipPaymentConfiguration"),
+                                 member_doc["abilities"], required=False)
+        doc = dict(row["doc"])
+        doc.update({key: params[key] for key in _DOC_FIELDS if key in params})
+        store.update(conn, membership_id, doc=doc, update_time=ctx.now)
+        row = store.get(conn, ctx.region, ctx.account_id, membership_id)
+    return {"membership": membership_view(row)}
+
+
+@operation("DeleteMembership")
+def delete_membership(ctx: RequestContext, params: dict) -> None:
+    membership_id = params["membershipIdentifier"]
+    with ctx.db.write() as conn:
+        row = _owned(conn, ctx, membership_id)
+        if row["status"] == "ACTIVE":
+            if row["collaboration_creator_account_id"] == ctx.account_id:
+                raise ServiceError("ConflictException", _CREATOR_CANNOT_LEAVE, resourceId=membership_id,
+                                   resourceType="MEMBERSHIP", reason="INVALID_STATE")
+            collaboration_store.update_member(conn, row["collaboration_id"], ctx.account_id, status="LEFT",
+                                              update_time=ctx.now)
+        collaboration_store.update_member(conn, row["collaboration_id"], ctx.account_id, membership_id=None)
+        store.delete(conn, membership_id)
+        tag_store.remove(conn, row["arn"])
+
+
+@operation("ListMemberships")
+def list_memberships(ctx: RequestContext, params: dict) -> dict:
+    status = params.get("status")
+    binding = (ctx.operation, ctx.region, ctx.account_id, status)
+    after = ctx.tokens.decode(binding, params.get("nextToken"))
+    with ctx.db.read() as conn:
+        rows, last = store.page_for_account(conn, ctx.region, ctx.account_id, status, after, page_size(params))
+    output = {"membershipSummaries": [_summary(row) for row in rows]}
+    if last is not None:
+        output["nextToken"] = ctx.tokens.encode(binding, last)
+    return output
+
+
+def membership_view(row) -> dict:
+    view = _summary(row)
+    view.update(row["doc"])
+    return view
+
+
+def _summary(row) -> dict:
+    member_doc = row["member_doc"]
+    summary = {
+        "id": row["id"],
+        "arn": row["arn"],
+        "collaborationArn": row["collaboration_arn"],
+        "collaborationId": row["collaboration_id"],
+        "collaborationCreatorAccountId": row["collaboration_creator_account_id"],
+        "collaborationCreatorDisplayName": row["collaboration_creator_display_name"],
+        "collaborationName": row["collaboration_name"],
+        "createTime": row["create_time"],
+        "updateTime": row["update_time"],
+        "status": row["status"],
+        "memberAbilities": member_doc["abilities"],
+        "paymentConfiguration": member_doc["paymentConfiguration"],
+    }
+    if "mlAbilities" in member_doc:
+        summary["mlMemberAbilities"] = member_doc["mlAbilities"]
+    return summary
+
+
+def _owned(conn, ctx: RequestContext, membership_id: str):
+    """The caller's own membership; anyone else's, like a missing one, is ResourceNotFoundException."""
+    row = store.get(conn, ctx.region, ctx.account_id, membership_id)
+    if row is None:
+        raise ServiceError("ResourceNotFoundException", f"Membership {membership_id} not found.",
+                           resourceId=membership_id, resourceType="MEMBERSHIP")
+    return row
+
+
+def _already_joined(collaboration_id: str, status: str) -> ServiceError:
+    if status == "ACTIVE":
+        return ServiceError("ConflictException", f"A membership already exists for this account in collaboration "
+                            f"{collaboration_id}.", resourceId=collaboration_id, resourceType="COLLABORATION",
+                            reason="ALREADY_EXISTS")
+    return ServiceError("ConflictException", f"This account's member status in collaboration {collaboration_id} is "
+                        f"{status}; it can no longer join.", resourceId=collaboration_id,
+                        resourceType="COLLABORATION", reason="INVALID_STATE")
+
+

@@ -1,0 +1,40 @@
+"""Resource quotas, with AWS's published default values; exceeding one is ServiceQuotaExceededException."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from opencleanrooms.errors import ServiceError
+
+# key -> (quota name as reported in the error, AWS default value)
+DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
+    "collaborations": ("Number of collaborations created per account", 10),
+    "memberships": ("Number of memberships per account", 100),
+    "members": ("Number of members invited per collaboration", 5),
+}
+
+
+@dataclass(frozen=True)
+class Quotas:
+    values: dict[str, int] = field(default_factory=lambda: {k: v for k, (_, v) in DEFAULT_QUOTAS.items()})
+
+    @classmethod
+    def with_overrides(cls, overrides: dict[str, int]) -> Quotas:
+        unknown = set(overrides) - set(DEFAULT_QUOTAS)
+        if unknown:
+            raise ValueError(f"unknown quota(s): {', '.join(sorted(unknown))}; known: {', '.join(DEFAULT_QUOTAS)}")
+        values = {k: v for k, (_, v) in DEFAULT_QUOTAS.items()}
+        values.update(overrides)
+        return cls(values)
+
+    def check(self, key: str, would_have: int) -> None:
+        """Raise if holding `would_have` of this resource exceeds the quota."""
+        limit = self.values[key]
+        if would_have > limit:
+            name = DEFAULT_QUOTAS[key][0]
+            raise ServiceError(
+                "ServiceQuotaExceededException",
+                f"Request would exceed the service quota '{name}' of {limit}.",
+                quotaName=name,
+                quotaValue=float(limit),
+            )

@@ -1,0 +1,87 @@
+"""Tags on the caller's own resources, addressed by ARN.
+
+Only the resource's owner (the account in its ARN, which must be the caller's) can tag it; any other ARN, like an
+unknown one, is ResourceNotFoundException. Each resource family says here how to find its resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from opencleanrooms.errors import ServiceError
+from opencleanrooms.services import arns
+from opencleanrooms.services.context import RequestContext
+from opencleanrooms.services.registry import operation
+from opencleanrooms.storage import collaborations as collaboration_store
+from opencleanrooms.storage import memberships as membership_store
+from opencleanrooms.storage import tags as store
+
+MAX_TAGS_PER_RESOURCE = 50
+RESERVED_PREFIX = "aws:"
+
+# ARN resource type -> (ResourceNotFoundException resourceType, exists(conn, ctx, ids))
+RESOLVERS: dict[str, tuple[str, Callable]] = {
+    "collaboration": ("COLLABORATION", lambda conn, ctx, ids: len(ids) == 1 and (
+        (c := collaboration_store.get(conn, ctx.region, ids[0])) is not None
+        and c["creator_account_id"] == ctx.account_id)),
+    "membership": ("MEMBERSHIP", lambda conn, ctx, ids: len(ids) == 1 and
+                   membership_store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None),
+}
+
+
+@operation("TagResource")
+def tag_resource(ctx: RequestContext, params: dict) -> dict:
+    arn, new_tags = params["resourceArn"], params["tags"]
+    _check_keys(new_tags, "tags")
+    with ctx.db.write() as conn:
+        _require_owned(conn, ctx, arn)
+        merged = store.get(conn, arn) | new_tags
+        if len(merged) > MAX_TAGS_PER_RESOURCE:
+            raise _invalid(f"A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would leave "
+                           f"{len(merged)}.", "tags")
+        store.put(conn, arn, new_tags)
+    return {}
+
+
+@operation("UntagResource")
+def untag_resource(ctx: RequestContext, params: dict) -> dict:
+    arn, keys = params["resourceArn"], params["tagKeys"]
+    _check_keys(dict.fromkeys(keys), "tagKeys")
+    with ctx.db.write() as conn:
+        _require_owned(conn, ctx, arn)
+        store.remove(conn, arn, list(keys))
+    return {}
+
+
+@operation("ListTagsForResource")
+def list_tags_for_resource(ctx: RequestContext, params: dict) -> dict:
+    arn = params["resourceArn"]
+    with ctx.db.read() as conn:
+        _require_owned(conn, ctx, arn)
+        return {"tags": store.get(conn, arn)}
+
+
+def _require_owned(conn, ctx: RequestContext, arn: str) -> None:
+    parsed = arns.parse(arn)
+    resolver = RESOLVERS.get(parsed.resource_type) if parsed else None
+    resource_type = resolver[0] if resolver else "COLLABORATION"
+    if (
+        parsed is None
+        or resolver is None
+        or parsed.region != ctx.region
+        or parsed.account_id != ctx.account_id
+        or not resolver[1](conn, ctx, parsed.resource_path)
+    ):
+        raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.", resourceId=arn,
+                           resourceType=resource_type)
+
+
+def _check_keys(tags: dict, field: str) -> None:
+    for key in tags:
+        if key.lower().startswith(RESERVED_PREFIX):
+            raise _invalid(f"Tag keys starting with '{RESERVED_PREFIX}' are reserved for system use: {key}", field)
+
+
+def _invalid(message: str, field: str) -> ServiceError:
+    return ServiceError("ValidationException", message, reason="FIELD_VALIDATION_FAILED",
+                        fieldList=[{"name": field, "message": message}])

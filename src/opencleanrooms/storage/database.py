@@ -1,0 +1,92 @@
+"""Opens the database, migrates its schema, and hands out read and write transactions.
+
+SQLite (the embedded default) runs in WAL mode; writers take the lock up front with BEGIN IMMEDIATE and wait on
+`busy_timeout`, so concurrent writers from several processes queue instead of failing with "database is locked".
+`synchronous=FULL` makes every acknowledged commit durable. Other backends (PostgreSQL) use their native
+transactions; nothing above this module sees the difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from opencleanrooms.storage import schema
+
+BUSY_TIMEOUT_MS = 30_000
+# Each step takes the database from version N-1 to N; applied in order inside one write transaction.
+MIGRATIONS = [
+    lambda conn: schema.metadata.create_all(conn),
+]
+
+
+class DuplicateError(Exception):
+    """A unique key already exists (for example a second membership for the same account)."""
+
+
+def sqlite_url(data_dir: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'opencleanrooms.db'}"
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self._reader = _sqlite_engine(url, "BEGIN")
+            self._writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
+        else:
+            self._reader = self._writer = sa.create_engine(url, pool_pre_ping=True)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction; unique-key violations surface as DuplicateError."""
+        try:
+            with self._writer.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.IntegrityError as exc:
+            raise DuplicateError(str(exc.orig)) from None
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; safe to run from several processes at once."""
+        with self.write() as conn:
+            schema.schema_version.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar() or 0
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                MIGRATIONS[version - 1](conn)
+                conn.execute(schema.schema_version.insert().values(version=version, applied_at=time.time()))
+        return len(MIGRATIONS)
+
+    def dispose(self) -> None:
+        self._reader.dispose()
+        self._writer.dispose()
+
+
+def _sqlite_engine(url: str, begin_statement: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql(begin_statement)
+
+    return engine

@@ -1,0 +1,17 @@
+"""Small named values the server keeps for itself, shared by every process (for example the token-signing key)."""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+
+from opencleanrooms.storage.schema import server_state as S
+
+
+def get_or_create_secret(conn: sa.Connection, name: str) -> str:
+    value = conn.execute(sa.select(S.c.value).where(S.c.name == name)).scalar()
+    if value is None:
+        value = secrets.token_hex(32)
+        conn.execute(S.insert().values(name=name, value=value))
+    return value
