@@ -8,6 +8,7 @@ the member's name; only a body that is not a JSON object is a protocol (serializ
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -16,6 +17,7 @@ import botocore.model
 from opencleanrooms.errors import ServiceError
 
 _MAX_JSON_DEPTH = 64
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,36 @@ def parse_json_object(body: bytes) -> dict:
         raise _serialization_error("Request body is not valid JSON") from None
     if not isinstance(document, dict):
         raise _serialization_error("Request body must be a JSON object")
+    if "\\u" in text and not _is_valid_unicode(document):
+        raise _serialization_error("Request body contains a string that is not valid Unicode (unpaired surrogate)")
     return document
 
 
+def _is_valid_unicode(document: dict) -> bool:
+    """JSON escapes can spell lone surrogates, which no UTF-8 store or response can carry."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _nesting_depth_exceeds(text: str, limit: int) -> bool:
-    """Cheap upper bound on bracket depth (brackets inside strings count too, which only errs on the safe side)."""
+    """True when arrays/objects nest deeper than `limit` (brackets inside strings do not count)."""
     if text.count("[") + text.count("{") <= limit:
         return False
-    depth = 0
+    depth, in_string, escaped = 0, False, False
     for ch in text:
-        if ch in "[{":
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
             depth += 1
             if depth > limit:
                 return True
@@ -134,7 +156,7 @@ def _scalar(shape: botocore.model.Shape, raw: str):
     kind = shape.type_name
     try:
         if kind in ("integer", "long"):
-            return int(raw, 10)
+            return int(raw) if _INTEGER.fullmatch(raw) else raw
         if kind in ("float", "double"):
             return float(raw)
         if kind == "boolean":

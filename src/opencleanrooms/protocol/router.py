@@ -49,7 +49,7 @@ class Router:
             template = _Template(tuple(segments), tuple(labels), op)
             self._table.setdefault((op.http["method"], len(segments)), []).append(template)
         for templates in self._table.values():
-            # A literal segment beats a label at the same position.
+            # Templates with more literal segments are tried first, so literals win over labels.
             templates.sort(key=lambda t: -t.literal_count)
 
     def match(self, method: str, raw_path: str) -> Route | None:

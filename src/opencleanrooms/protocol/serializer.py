@@ -25,7 +25,10 @@ class HttpResponse:
 
 
 def dump_json(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed back in an error message: escape it
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 class ResponseSerializer:
