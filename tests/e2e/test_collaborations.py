@@ -136,7 +136,7 @@ def test_member_lists_reject_duplicate_and_self_accounts(party):
 
 def test_list_collaborations_filters_by_the_callers_status(party):
     a, b = party(), party()
-    invited = create_collaboration(a, [member(b)], name="invited")
+    create_collaboration(a, [member(b)], name="invited")
     active = create_collaboration(a, [member(b)], name="active")
     left = create_collaboration(a, [member(b)], name="left")
     join(b, active["id"])
