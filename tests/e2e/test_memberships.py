@@ -134,7 +134,12 @@ def test_a_named_payer_must_accept_exactly_what_the_creator_configured(party):
     assert d.client.list_memberships()["membershipSummaries"] == []
     m = join(d, c["id"], paymentConfiguration={"queryCompute": yes, "machineLearning": {"modelTraining": yes}})
     assert m["paymentConfiguration"] == pay[d.id]
-    assert join(b, c["id"], paymentConfiguration={"queryCompute": no})["status"] == "ACTIVE"
+    m_b = join(b, c["id"], paymentConfiguration={"queryCompute": no})
+    raises("ValidationException", b.client.update_membership, membershipIdentifier=m_b["id"],
+           membershipPaymentConfiguration={"queryCompute": yes})
+    updated = b.client.update_membership(membershipIdentifier=m_b["id"],
+                                         membershipPaymentConfiguration={"queryCompute": no})["membership"]
+    assert updated["paymentConfiguration"] == pay[b.id]
 
 
 def test_payment_rules_on_create(party):

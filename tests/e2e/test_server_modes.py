@@ -93,3 +93,19 @@ def test_tokens_and_writes_work_across_worker_processes(tmp_path):
         assert len(pids) == 2
     finally:
         server.stop()
+
+
+def test_settings_from_a_toml_file_with_flags_on_top(tmp_path):
+    config = tmp_path / "server.toml"
+    config.write_text('regions = ["eu-central-1"]\nquotas = { members = 1 }\nport = 1\n')
+    server = ServerProcess(tmp_path / "data", "--config", str(config)).start()  # --port from the harness wins
+    try:
+        a, b, c = (_Party(server, server.new_account(), "eu-central-1") for _ in range(3))
+        response = raises("ServiceQuotaExceededException", create_collaboration, a, [member(b), member(c)])
+        assert response["quotaValue"] == 1.0
+        assert create_collaboration(a, [member(b)])["arn"].startswith("arn:aws:cleanrooms:eu-central-1:")
+    finally:
+        server.stop()
+    config.write_text("colour = 'blue'\n")
+    with pytest.raises(RuntimeError, match="unknown setting"):
+        ServerProcess(tmp_path / "data", "--config", str(config)).start(timeout=20)
