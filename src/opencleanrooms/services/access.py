@@ -9,15 +9,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from opencleanrooms.errors import ServiceError
+from opencleanrooms.services.errors import access_denied
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.storage import collaborations as collaboration_store
 
 READ_STATUSES = frozenset({"INVITED", "ACTIVE", "LEFT", "REMOVED"})
 PARTICIPANT_STATUSES = frozenset({"INVITED", "ACTIVE"})
-
-
-def access_denied(message: str) -> ServiceError:
-    return ServiceError("AccessDeniedException", message, reason="INSUFFICIENT_PERMISSIONS")
 
 
 def collaboration_denied(collaboration_id: str) -> ServiceError:

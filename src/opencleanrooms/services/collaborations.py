@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, payment
+from opencleanrooms.services import arns, errors, payment
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
-from opencleanrooms.services.pagination import page_size
+from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import collaborations as store
 from opencleanrooms.storage import memberships as membership_store
@@ -118,28 +117,22 @@ def delete_collaboration(ctx: RequestContext, params: dict) -> None:
 @operation("ListCollaborations")
 def list_collaborations(ctx: RequestContext, params: dict) -> dict:
     status = params.get("memberStatus")
-    binding = (ctx.operation, ctx.region, ctx.account_id, status)
-    after = ctx.tokens.decode(binding, params.get("nextToken"))
-    with ctx.db.read() as conn:
-        rows, last = store.page_for_account(conn, ctx.region, ctx.account_id, status, after, page_size(params))
-    output = {"collaborationList": [_summary(ctx, row) for row in rows]}
-    if last is not None:
-        output["nextToken"] = ctx.tokens.encode(binding, last)
-    return output
+    return list_page(ctx, params, "collaborationList", (status,),
+                     lambda conn, after, limit: store.page_for_account(conn, ctx.region, ctx.account_id, status,
+                                                                       after, limit),
+                     lambda row: _summary(ctx, row))
 
 
 @operation("ListMembers")
 def list_members(ctx: RequestContext, params: dict) -> dict:
     collaboration_id = params["collaborationIdentifier"]
-    binding = (ctx.operation, ctx.region, ctx.account_id, collaboration_id)
-    after = ctx.tokens.decode(binding, params.get("nextToken"))
-    with ctx.db.read() as conn:
+
+    def fetch(conn, after, limit):
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
-        rows, last = store.page_members(conn, collaboration_id, after, page_size(params))
-    output = {"memberSummaries": [_member_summary(ctx, row) for row in rows]}
-    if last is not None:
-        output["nextToken"] = ctx.tokens.encode(binding, last)
-    return output
+        return store.page_members(conn, collaboration_id, after, limit)
+
+    return list_page(ctx, params, "memberSummaries", (collaboration_id,), fetch,
+                     lambda row: _member_summary(ctx, row))
 
 
 @operation("DeleteMember")
@@ -148,17 +141,15 @@ def delete_member(ctx: RequestContext, params: dict) -> None:
     with ctx.db.write() as conn:
         creator_view(conn, ctx, collaboration_id)
         if account_id == ctx.account_id:
-            raise ServiceError("ValidationException", "The collaboration creator cannot be removed from the "
-                               "collaboration; delete the collaboration instead.", reason="INVALID_CONFIGURATION")
+            raise errors.invalid_configuration("The collaboration creator cannot be removed from the collaboration; "
+                                               "delete the collaboration instead.")
         target = store.get_member(conn, collaboration_id, account_id)
         if target is None:
-            raise ServiceError("ResourceNotFoundException",
-                               f"Account {account_id} is not a member of collaboration {collaboration_id}.",
-                               resourceId=account_id, resourceType="COLLABORATION")
+            raise errors.not_found(f"Account {account_id} is not a member of collaboration {collaboration_id}.",
+                                   account_id, "COLLABORATION")
         if target["status"] not in PARTICIPANT_STATUSES:
-            raise ServiceError("ConflictException",
-                               f"Member {account_id} is already {target['status']} and cannot be removed.",
-                               resourceId=account_id, resourceType="COLLABORATION", reason="INVALID_STATE")
+            raise errors.conflict(f"Member {account_id} is already {target['status']} and cannot be removed.",
+                                  account_id, "COLLABORATION", "INVALID_STATE")
         store.update_member(conn, collaboration_id, account_id, status="REMOVED", update_time=ctx.now)
         if target["membership_id"]:
             membership_store.update(conn, target["membership_id"], status="REMOVED", update_time=ctx.now)
@@ -234,10 +225,8 @@ def _check_member_accounts(ctx: RequestContext, members: list[dict]) -> None:
         account = member["accountId"]
         if account in seen:
             what = "the creator's own account" if account == ctx.account_id else "listed more than once"
-            raise ServiceError(
-                "ValidationException",
+            raise errors.validation(
                 f"Member account {account} is {what}; each member must be a distinct account other than the creator.",
-                reason="FIELD_VALIDATION_FAILED",
-                fieldList=[{"name": f"members.{i}.member.accountId", "message": f"Duplicate member account {account}"}],
+                field=f"members.{i}.member.accountId", field_message=f"Duplicate member account {account}",
             )
         seen.add(account)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, payment
+from opencleanrooms.services import arns, errors, payment
 from opencleanrooms.services.access import member_view
 from opencleanrooms.services.context import RequestContext
-from opencleanrooms.services.pagination import page_size
+from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import collaborations as collaboration_store
 from opencleanrooms.storage import memberships as store
@@ -31,8 +31,8 @@ def create_membership(ctx: RequestContext, params: dict) -> dict:
         payment.check_acceptance(member_doc["paymentConfiguration"], params.get("paymentConfiguration"),
                                  member_doc["abilities"], required=True)
         if params.get("isMetricsEnabled") and not collaboration["doc"].get("isMetricsEnabled"):
-            raise ServiceError("ValidationException", "isMetricsEnabled can only be set when the collaboration "
-                               "has metrics enabled.", reason="INVALID_CONFIGURATION")
+            raise errors.invalid_configuration("isMetricsEnabled can only be set when the collaboration has metrics "
+                                               "enabled.")
         ctx.quotas.check("memberships", store.count_for_account(conn, ctx.region, ctx.account_id) + 1)
         doc = {key: params[key] for key in _DOC_FIELDS if key in params}
         doc.setdefault("isMetricsEnabled", False)
@@ -65,9 +65,8 @@ def update_membership(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.write() as conn:
         row = _owned(conn, ctx, membership_id)
         if row["status"] != "ACTIVE":
-            raise ServiceError("ConflictException", f"Membership {membership_id} is {row['status']} and can no "
-                               "longer be updated.", resourceId=membership_id, resourceType="MEMBERSHIP",
-                               reason="INVALID_STATE")
+            raise errors.conflict(f"Membership {membership_id} is {row['status']} and can no longer be updated.",
+                                  membership_id, "MEMBERSHIP", "INVALID_STATE")
         member_doc = row["member_doc"]
         payment.check_acceptance(member_doc["paymentConfiguration"], params.get("membershipPaymentConfiguration"),
                                  member_doc["abilities"], required=False)
@@ -85,8 +84,7 @@ def delete_membership(ctx: RequestContext, params: dict) -> None:
         row = _owned(conn, ctx, membership_id)
         if row["status"] == "ACTIVE":
             if row["collaboration_creator_account_id"] == ctx.account_id:
-                raise ServiceError("ConflictException", _CREATOR_CANNOT_LEAVE, resourceId=membership_id,
-                                   resourceType="MEMBERSHIP", reason="INVALID_STATE")
+                raise errors.conflict(_CREATOR_CANNOT_LEAVE, membership_id, "MEMBERSHIP", "INVALID_STATE")
             collaboration_store.update_member(conn, row["collaboration_id"], ctx.account_id, status="LEFT",
                                               update_time=ctx.now)
         collaboration_store.update_member(conn, row["collaboration_id"], ctx.account_id, membership_id=None)
@@ -97,14 +95,10 @@ def delete_membership(ctx: RequestContext, params: dict) -> None:
 @operation("ListMemberships")
 def list_memberships(ctx: RequestContext, params: dict) -> dict:
     status = params.get("status")
-    binding = (ctx.operation, ctx.region, ctx.account_id, status)
-    after = ctx.tokens.decode(binding, params.get("nextToken"))
-    with ctx.db.read() as conn:
-        rows, last = store.page_for_account(conn, ctx.region, ctx.account_id, status, after, page_size(params))
-    output = {"membershipSummaries": [_summary(row) for row in rows]}
-    if last is not None:
-        output["nextToken"] = ctx.tokens.encode(binding, last)
-    return output
+    return list_page(ctx, params, "membershipSummaries", (status,),
+                     lambda conn, after, limit: store.page_for_account(conn, ctx.region, ctx.account_id, status,
+                                                                       after, limit),
+                     _summary)
 
 
 def membership_view(row) -> dict:
@@ -138,18 +132,15 @@ def _owned(conn, ctx: RequestContext, membership_id: str):
     """The caller's own membership; anyone else's, like a missing one, is ResourceNotFoundException."""
     row = store.get(conn, ctx.region, ctx.account_id, membership_id)
     if row is None:
-        raise ServiceError("ResourceNotFoundException", f"Membership {membership_id} not found.",
-                           resourceId=membership_id, resourceType="MEMBERSHIP")
+        raise errors.not_found(f"Membership {membership_id} not found.", membership_id, "MEMBERSHIP")
     return row
 
 
 def _already_joined(collaboration_id: str, status: str) -> ServiceError:
     if status == "ACTIVE":
-        return ServiceError("ConflictException", f"A membership already exists for this account in collaboration "
-                            f"{collaboration_id}.", resourceId=collaboration_id, resourceType="COLLABORATION",
-                            reason="ALREADY_EXISTS")
-    return ServiceError("ConflictException", f"This account's member status in collaboration {collaboration_id} is "
-                        f"{status}; it can no longer join.", resourceId=collaboration_id,
-                        resourceType="COLLABORATION", reason="INVALID_STATE")
+        return errors.conflict(f"A membership already exists for this account in collaboration {collaboration_id}.",
+                               collaboration_id, "COLLABORATION", "ALREADY_EXISTS")
+    return errors.conflict(f"This account's member status in collaboration {collaboration_id} is {status}; it can "
+                           "no longer join.", collaboration_id, "COLLABORATION", "INVALID_STATE")
 
 

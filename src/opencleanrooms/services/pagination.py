@@ -12,8 +12,16 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from opencleanrooms.errors import ServiceError
+from opencleanrooms.services.errors import validation
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from opencleanrooms.services.context import RequestContext
 
 DEFAULT_PAGE_SIZE = 100
 
@@ -46,17 +54,26 @@ class PageTokens:
         return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
 
 
-def page_size(params: dict) -> int:
-    return params.get("maxResults") or DEFAULT_PAGE_SIZE
+def list_page(ctx: RequestContext, params: dict, result_key: str, filters: tuple,
+              fetch: Callable[[sa.Connection, int | None, int], tuple[list, int | None]],
+              render: Callable[[Any], dict]) -> dict:
+    """One page of a list operation: resume from the caller's token, fetch in a read transaction, sign the next.
+
+    `filters` are the request's filter values; the token is bound to them and to the operation, region and caller.
+    """
+    binding = (ctx.operation, ctx.region, ctx.account_id, *filters)
+    after = ctx.tokens.decode(binding, params.get("nextToken"))
+    with ctx.db.read() as conn:
+        rows, last = fetch(conn, after, params.get("maxResults") or DEFAULT_PAGE_SIZE)
+    output = {result_key: [render(row) for row in rows]}
+    if last is not None:
+        output["nextToken"] = ctx.tokens.encode(binding, last)
+    return output
 
 
 def invalid_token() -> ServiceError:
-    return ServiceError(
-        "ValidationException",
-        "The nextToken is invalid or does not belong to this request.",
-        reason="FIELD_VALIDATION_FAILED",
-        fieldList=[{"name": "nextToken", "message": "Invalid pagination token"}],
-    )
+    return validation("The nextToken is invalid or does not belong to this request.", field="nextToken",
+                      field_message="Invalid pagination token")
 
 
 def _b64(data: bytes) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opencleanrooms.errors import ServiceError
+from opencleanrooms.services.errors import invalid_configuration
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,16 @@ def assign(participants: list[Participant]) -> dict[str, dict]:
     """Each participant's effective PaymentConfiguration; raises ValidationException on conflicting rules."""
     query_members = [p for p in participants if "CAN_QUERY" in p.abilities]
     if len(query_members) > 1:
-        raise _invalid("Only one member can have the CAN_QUERY ability in a collaboration.")
+        raise invalid_configuration("Only one member can have the CAN_QUERY ability in a collaboration.")
     effective: dict[str, dict] = {p.account_id: {} for p in participants}
     for cost in COST_TYPES:
         specified = {p.account_id: flag for p in participants if (flag := _flag(p.payment, cost.path)) is not None}
         payers = [account for account, flag in specified.items() if flag]
         if len(payers) > 1:
-            raise _invalid(f"Only one member can be responsible for {cost.label} costs.")
+            raise invalid_configuration(f"Only one member can be responsible for {cost.label} costs.")
         default = next((p.account_id for p in participants if cost.default_ability in p.abilities), None)
         if not payers and default is not None and specified.get(default) is False:
-            raise _invalid(
+            raise invalid_configuration(
                 f"The member with the {cost.default_ability} ability must be responsible for {cost.label} costs "
                 "unless another member is configured to pay for them."
             )
@@ -67,7 +67,7 @@ def check_acceptance(effective: dict, given: dict | None, abilities: list[str], 
     responsible = [cost for cost in COST_TYPES if _flag(effective, cost.path)]
     if given is None:
         if required and responsible and "CAN_QUERY" not in abilities:
-            raise _invalid(
+            raise invalid_configuration(
                 f"paymentConfiguration is required: this member is responsible for {responsible[0].label} costs."
             )
         return
@@ -75,7 +75,7 @@ def check_acceptance(effective: dict, given: dict | None, abilities: list[str], 
         flag = _flag(given, cost.path)
         if flag is not None and flag != bool(_flag(effective, cost.path)):
             expected = "is" if _flag(effective, cost.path) else "is not"
-            raise _invalid(
+            raise invalid_configuration(
                 f"isResponsible for {cost.label} must match the collaboration's payment configuration: "
                 f"this member {expected} responsible for {cost.label} costs."
             )
@@ -95,6 +95,3 @@ def _set_flag(config: dict, path: tuple[str, ...], value: bool) -> None:
         config = config.setdefault(key, {})
     config["isResponsible"] = value
 
-
-def _invalid(message: str) -> ServiceError:
-    return ServiceError("ValidationException", message, reason="INVALID_CONFIGURATION")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns
+from opencleanrooms.services import arns, errors
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import collaborations as collaboration_store
@@ -37,8 +36,8 @@ def tag_resource(ctx: RequestContext, params: dict) -> dict:
         _require_owned(conn, ctx, arn)
         merged = store.get(conn, arn) | new_tags
         if len(merged) > MAX_TAGS_PER_RESOURCE:
-            raise _invalid(f"A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would leave "
-                           f"{len(merged)}.", "tags")
+            raise errors.validation(f"A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request "
+                                    f"would leave {len(merged)}.", field="tags")
         store.put(conn, arn, new_tags)
     return {}
 
@@ -72,16 +71,12 @@ def _require_owned(conn, ctx: RequestContext, arn: str) -> None:
         or parsed.account_id != ctx.account_id
         or not resolver[1](conn, ctx, parsed.resource_path)
     ):
-        raise ServiceError("ResourceNotFoundException", f"Resource {arn} not found.", resourceId=arn,
-                           resourceType=resource_type)
+        raise errors.not_found(f"Resource {arn} not found.", arn, resource_type)
 
 
 def _check_keys(tags: dict, field: str) -> None:
     for key in tags:
         if key.lower().startswith(RESERVED_PREFIX):
-            raise _invalid(f"Tag keys starting with '{RESERVED_PREFIX}' are reserved for system use: {key}", field)
+            raise errors.validation(f"Tag keys starting with '{RESERVED_PREFIX}' are reserved for system use: {key}",
+                                    field=field)
 
-
-def _invalid(message: str, field: str) -> ServiceError:
-    return ServiceError("ValidationException", message, reason="FIELD_VALIDATION_FAILED",
-                        fieldList=[{"name": field, "message": message}])
