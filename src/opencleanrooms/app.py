@@ -18,6 +18,8 @@ from opencleanrooms.services.pagination import PageTokens
 from opencleanrooms.services.quotas import Quotas
 from opencleanrooms.storage import server_state
 from opencleanrooms.storage.database import Database
+from opencleanrooms.traffic.faults import FaultInjector
+from opencleanrooms.traffic.throttle import Throttle
 
 TOKEN_KEY_NAME = "pagination-token-key"
 
@@ -47,6 +49,8 @@ def build_app(settings: Settings) -> AsgiApp:
         regions=settings.regions,
         max_skew_seconds=settings.max_skew_seconds,
         make_context=make_context,
+        throttle=Throttle.from_settings(settings.throttle_profile, settings.throttle),
+        faults=FaultInjector(settings.faults, settings.fault_seed),
     )
     return AsgiApp(pipeline, max_body_bytes=settings.max_body_bytes, on_shutdown=db.dispose)
 

@@ -11,6 +11,7 @@ import sys
 
 from opencleanrooms.config import ENV_SETTINGS, Settings
 from opencleanrooms.services.quotas import DEFAULT_QUOTAS
+from opencleanrooms.traffic.faults import parse_rule as parse_fault
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 8 MiB)")
     serve.add_argument("--allow-demo-credentials", action="store_true", default=None,
                        help="accept the documented demo keys even on a non-loopback address")
+    serve.add_argument("--throttle-profile", help="request-rate limits to start from: aws (AWS's published "
+                       "per-API rates, the default) or none")
+    serve.add_argument("--throttle", action="append", default=[], metavar="OPERATION=RATE[:BURST]",
+                       help="limit an operation (or * for all) per account, in requests per second")
+    serve.add_argument("--fault", action="append", default=[], metavar="OPERATION=ERROR@WHEN",
+                       help="inject a fault: ERROR is InternalServerException, ThrottlingException or crash; "
+                       "WHEN is calls:1,2 | every:N | rate:P")
+    serve.add_argument("--fault-seed", type=int, help="seed for rate-based faults (default 0)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
@@ -80,7 +89,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_toml(args.config) if getattr(args, "config", None) else Settings()
     overrides = {}
     for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
-                 "allow_demo_credentials", "log_level"):
+                 "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -90,7 +99,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not sep or not value.isdigit():
             raise ValueError(f"--quota takes NAME=VALUE, got {item!r}")
         quotas[name] = int(value)
-    return dataclasses.replace(settings, quotas=quotas, **overrides)
+    throttle = settings.throttle + list(getattr(args, "throttle", []) or [])
+    faults = settings.faults + [parse_fault(spec) for spec in getattr(args, "fault", []) or []]
+    return dataclasses.replace(settings, quotas=quotas, throttle=throttle, faults=faults, **overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -99,9 +110,13 @@ def _serve(args: argparse.Namespace) -> int:
     from opencleanrooms.app import open_database
     from opencleanrooms.auth.demo import DEMO_ACCOUNTS, ensure_demo_credentials
     from opencleanrooms.services.quotas import Quotas
+    from opencleanrooms.traffic.faults import FaultInjector
+    from opencleanrooms.traffic.throttle import Throttle
 
     settings = _settings(args)
-    Quotas.with_overrides(settings.quotas)  # reject unknown quota names before starting
+    Quotas.with_overrides(settings.quotas)  # reject bad settings before starting any worker
+    Throttle.from_settings(settings.throttle_profile, settings.throttle)
+    faults = FaultInjector(settings.faults, settings.fault_seed)
     db = open_database(settings)
     created = ensure_demo_credentials(db)
     db.dispose()
@@ -115,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print("  demo credentials are refused on a non-loopback address; create keys with "
               "`opencleanrooms credentials create`")
+    if faults:
+        print(f"  fault injection is ON: {len(settings.faults)} rule(s)")
     print(f"  try: aws cleanrooms list-collaborations --endpoint-url {endpoint} --region {settings.regions[0]}",
           flush=True)
     os.environ[ENV_SETTINGS] = settings.to_json()

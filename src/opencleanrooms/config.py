@@ -32,6 +32,10 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_skew_seconds: int = 300
     allow_demo_credentials: bool = False  # accept the documented demo keys on a non-loopback address
+    throttle_profile: str = "aws"  # traffic.throttle.PROFILES
+    throttle: list[str] = field(default_factory=list)  # extra rules, "OPERATION=RATE[:BURST]"
+    faults: list[dict] = field(default_factory=list)  # traffic.faults rules; off when empty
+    fault_seed: int = 0
     log_level: str = "info"
 
     @property

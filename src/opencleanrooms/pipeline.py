@@ -21,6 +21,8 @@ from opencleanrooms.protocol.parser import RequestParser
 from opencleanrooms.protocol.router import Router
 from opencleanrooms.protocol.serializer import HttpResponse, ResponseSerializer
 from opencleanrooms.services.context import RequestContext
+from opencleanrooms.traffic.faults import FaultInjector
+from opencleanrooms.traffic.throttle import Throttle
 
 log = logging.getLogger("opencleanrooms")
 access_log = logging.getLogger("opencleanrooms.access")
@@ -28,7 +30,8 @@ access_log = logging.getLogger("opencleanrooms.access")
 
 class Pipeline:
     def __init__(self, *, service_model, handlers: Mapping[str, Callable], credentials: CredentialCache,
-                 regions: list[str], max_skew_seconds: int, make_context: Callable[..., RequestContext]) -> None:
+                 regions: list[str], max_skew_seconds: int, make_context: Callable[..., RequestContext],
+                 throttle: Throttle | None = None, faults: FaultInjector | None = None) -> None:
         self._router = Router(service_model)
         self._parser = RequestParser()
         self._serializer = ResponseSerializer(service_model)
@@ -37,6 +40,8 @@ class Pipeline:
         self._regions = frozenset(regions)
         self._max_skew = max_skew_seconds
         self._make_context = make_context
+        self._throttle = throttle
+        self._faults = faults or None  # an injector without rules is skipped entirely
 
     def handle(self, method: str, raw_path: str, query_string: str, headers: Mapping[str, str],
                body: bytes) -> HttpResponse:
@@ -55,6 +60,8 @@ class Pipeline:
                                    status=404)
             op = route.operation
             operation = op.name
+            if self._throttle is not None and not self._throttle.allow(account_id, op.name):
+                raise ServiceError("ThrottlingException", "Rate exceeded")
             params = self._parser.parse(op, route.labels, query_string, headers, body)
             violations = validator.validate(op.input_shape, params) if op.input_shape is not None else []
             if violations:
@@ -63,6 +70,8 @@ class Pipeline:
                     reason="FIELD_VALIDATION_FAILED",
                     fieldList=[{"name": v.path, "message": v.message} for v in violations],
                 )
+            if self._faults is not None:
+                _inject(self._faults.fault_for(op.name), op.name)
             handler = self._handlers.get(op.name)
             if handler is None:
                 raise ServiceError("NotImplementedException",
@@ -87,3 +96,12 @@ class Pipeline:
     def error_response(self, error: ServiceError) -> HttpResponse:
         """For failures found before a request reaches the pipeline (for example an oversized body)."""
         return self._serializer.error(error, str(uuid.uuid4()))
+
+
+def _inject(fault: str | None, operation: str) -> None:
+    if fault == "crash":  # an unexpected exception carrying what must never reach a client
+        raise RuntimeError(f"injected crash in {operation}: /srv/opencleanrooms/storage.py SELECT secret FROM keys")
+    if fault == "ThrottlingException":
+        raise ServiceError(fault, "Rate exceeded (injected fault)")
+    if fault is not None:
+        raise ServiceError(fault, "Internal server error (injected fault)")

@@ -26,7 +26,7 @@ def test_default_quotas(default_server):
     response = raises("ServiceQuotaExceededException", a.client.create_collaboration,
                       members=[member(p) for p in others[:6]], name="n", creatorMemberAbilities=[],
                       creatorDisplayName="A", queryLogStatus="DISABLED")
-    assert response["quotaValue"] == 5.0 and "members" in response["quotaName"]
+    assert (response["quotaName"], response["quotaValue"]) == ("Members invited per collaboration", 5.0)
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 402
     created = [create_collaboration(a, [member(p) for p in others[:5]], name=f"q{i}") for i in range(10)]
     response = raises("ServiceQuotaExceededException", create_collaboration, a, name="eleventh")

@@ -107,6 +107,6 @@ class ServerProcess:
         client = boto3.client(
             "cleanrooms", endpoint_url=self.endpoint, region_name=region,
             aws_access_key_id=account.access_key_id, aws_secret_access_key=account.secret_access_key,
-            config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}, **config),
+            config=botocore.config.Config(**{"retries": {"mode": "standard", "total_max_attempts": 1}, **config}),
         )
         return conformance.install(client) if check else client

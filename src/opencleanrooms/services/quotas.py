@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from opencleanrooms.errors import ServiceError
 
-# key -> (quota name as reported in the error, AWS default value)
+# key -> (quota name as AWS's quota page names it, AWS default value)
 DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
-    "collaborations": ("Number of collaborations created per account", 10),
-    "memberships": ("Number of memberships per account", 100),
-    "members": ("Number of members invited per collaboration", 5),
+    "collaborations": ("Collaborations created per account", 10),
+    "memberships": ("Memberships per account", 100),
+    "members": ("Members invited per collaboration", 5),
 }
 
 
