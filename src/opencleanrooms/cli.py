@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-model", help="show the service model in use and what is implemented")
     check.set_defaults(func=_check_model)
+
+    from opencleanrooms.catalog.commands import register_cli as register_catalog_cli
+
+    register_catalog_cli(commands, storage_flags=_storage_flags, settings_from_args=_settings)
     return parser
 
 

@@ -36,6 +36,9 @@ class Settings:
     throttle: list[str] = field(default_factory=list)  # extra rules, "OPERATION=RATE[:BURST]"
     faults: list[dict] = field(default_factory=list)  # traffic.faults rules; off when empty
     fault_seed: int = 0
+    # S3-compatible endpoint for catalog tables at s3:// locations: endpoint_url, region, access_key_id,
+    # cache_dir. Prefer the OPENCLEANROOMS_S3_SECRET_ACCESS_KEY environment variable for the secret.
+    s3: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
 
     @property

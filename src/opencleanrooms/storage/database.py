@@ -19,9 +19,20 @@ import sqlalchemy as sa
 from opencleanrooms.storage import schema
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+def _create_catalog_tables(conn: sa.Connection) -> None:
+    from opencleanrooms.catalog.store import create_table
+
+    create_table(conn)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
-    lambda conn: schema.metadata.create_all(conn),
+    lambda conn: schema.metadata.create_all(conn, tables=[
+        schema.server_state, schema.credentials, schema.collaborations, schema.members, schema.memberships,
+        schema.tags]),
+    _create_catalog_tables,  # 2: the data catalog behind configured tables' Glue references
 ]
 
 
