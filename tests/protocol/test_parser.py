@@ -125,9 +125,26 @@ def test_body_cannot_set_uri_or_query_members():
 
 
 def test_body_values_are_passed_through_unconverted():
-    body = json.dumps({"name": 5, "members": {}, "isMetricsEnabled": "true", "tags": None})
-    assert parse("POST", "/collaborations", body=body) == {"name": 5, "members": {}, "isMetricsEnabled": "true",
-                                                          "tags": None}
+    body = json.dumps({"name": 5, "members": {}, "isMetricsEnabled": "true"})
+    assert parse("POST", "/collaborations", body=body) == {"name": 5, "members": {}, "isMetricsEnabled": "true"}
+
+
+def test_nulls_and_unknown_members_are_dropped_at_every_depth():
+    body = json.dumps({
+        "name": None, "tags": None, "bogus": 1,
+        "dataEncryptionMetadata": {"allowCleartext": True, "preserveNulls": None, "extra": {"x": 1}},
+        "members": [{"accountId": "111111111111", "displayName": None, "smuggled": "x",
+                     "paymentConfiguration": {"queryCompute": {"isResponsible": True, "bonus": 1}}}, None],
+        "creatorMLMemberAbilities": {"customMLMemberAbilities": [None, "CAN_RECEIVE_MODEL_OUTPUT"]},
+    })
+    assert parse("POST", "/collaborations", body=body) == {
+        "dataEncryptionMetadata": {"allowCleartext": True},
+        "members": [{"accountId": "111111111111",
+                     "paymentConfiguration": {"queryCompute": {"isResponsible": True}}}, None],
+        "creatorMLMemberAbilities": {"customMLMemberAbilities": [None, "CAN_RECEIVE_MODEL_OUTPUT"]},
+    }
+    body = json.dumps({"tags": {"a": None, "b": "x"}})
+    assert parse("POST", f"/tags/{ENCODED_ARN}", body=body) == {"resourceArn": ARN, "tags": {"a": None, "b": "x"}}
 
 
 def test_body_is_not_parsed_for_operations_without_body_members():

@@ -81,10 +81,30 @@ class RequestParser:
                 params[name] = _scalar(shape, headers[wire])
         if binding.body:
             document = parse_json_object(body)
+            members = op.input_shape.members
             for wire, name in binding.body.items():
-                if wire in document:
-                    params[name] = document[wire]
+                value = document.get(wire)
+                if value is not None:
+                    params[name] = _prune(members[name], value)
         return params
+
+
+def _prune(shape: botocore.model.Shape, value):
+    """Drop what the shape does not define, and null members, at every depth, as AWS's deserializers do.
+
+    Nulls inside lists and maps stay, so that the validator can report them; values of the wrong JSON type are
+    left for the validator too.
+    """
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict) and not shape.metadata.get("document"):
+        members = shape.members
+        return {key: _prune(members[key], item) for key, item in value.items()
+                if item is not None and key in members}
+    if kind == "list" and isinstance(value, list):
+        return [item if item is None else _prune(shape.member, item) for item in value]
+    if kind == "map" and isinstance(value, dict):
+        return {key: item if item is None else _prune(shape.value, item) for key, item in value.items()}
+    return value
 
 
 def parse_json_object(body: bytes) -> dict:

@@ -7,6 +7,7 @@ from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, m
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
+from opencleanrooms.services.tags import check_new_resource_tags
 from opencleanrooms.storage import collaborations as store
 from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import tags as tag_store
@@ -28,6 +29,7 @@ _DOC_FIELDS = {
 def create_collaboration(ctx: RequestContext, params: dict) -> dict:
     members = params["members"]
     _check_member_accounts(ctx, members)
+    check_new_resource_tags(params.get("tags") or {})
     ctx.quotas.check("members", len(members))
     participants = [
         payment.Participant(ctx.account_id, params["creatorMemberAbilities"],

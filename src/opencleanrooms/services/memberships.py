@@ -8,6 +8,7 @@ from opencleanrooms.services.access import member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
+from opencleanrooms.services.tags import check_new_resource_tags
 from opencleanrooms.storage import collaborations as collaboration_store
 from opencleanrooms.storage import memberships as store
 from opencleanrooms.storage import tags as tag_store
@@ -22,6 +23,7 @@ _CREATOR_CANNOT_LEAVE = ("Cannot delete membership for the creator of the collab
 @operation("CreateMembership")
 def create_membership(ctx: RequestContext, params: dict) -> dict:
     collaboration_id = params["collaborationIdentifier"]
+    check_new_resource_tags(params.get("tags") or {})
     membership_id = arns.new_id()
     with ctx.db.write() as conn:
         collaboration, member = member_view(conn, ctx, collaboration_id)

@@ -34,12 +34,15 @@ def tag_resource(ctx: RequestContext, params: dict) -> dict:
     _check_keys(new_tags, "tags")
     with ctx.db.write() as conn:
         _require_owned(conn, ctx, arn)
-        merged = store.get(conn, arn) | new_tags
-        if len(merged) > MAX_TAGS_PER_RESOURCE:
-            raise errors.validation(f"A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request "
-                                    f"would leave {len(merged)}.", field="tags")
+        _check_count(store.get(conn, arn) | new_tags)
         store.put(conn, arn, new_tags)
     return {}
+
+
+def check_new_resource_tags(tags: dict) -> None:
+    """The tag rules for a resource's `tags` at creation, the same as TagResource applies."""
+    _check_keys(tags, "tags")
+    _check_count(tags)
 
 
 @operation("UntagResource")
@@ -72,6 +75,12 @@ def _require_owned(conn, ctx: RequestContext, arn: str) -> None:
         or not resolver[1](conn, ctx, parsed.resource_path)
     ):
         raise errors.not_found(f"Resource {arn} not found.", arn, resource_type)
+
+
+def _check_count(tags: dict) -> None:
+    if len(tags) > MAX_TAGS_PER_RESOURCE:
+        raise errors.validation(f"A resource can have at most {MAX_TAGS_PER_RESOURCE} tags; this request would "
+                                f"leave {len(tags)}.", field="tags")
 
 
 def _check_keys(tags: dict, field: str) -> None:
