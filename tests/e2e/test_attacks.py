@@ -1,0 +1,356 @@
+"""The cross-account attack matrix: every implemented operation, tried by every kind of outsider.
+
+Each test builds a fresh world: the victim V creates collaboration T (members: W who joined, I invited, R removed,
+L who left) and collaboration O-C (members: O who joined, W invited); V and W tag what they own. Attackers:
+
+* ``non_member``    N, in nothing of V's;
+* ``invitee``       I, invited to T, never joined;
+* ``removed``       R, joined T, then removed by V (its membership is REMOVED);
+* ``other_member``  O, active in O-C, not in T;
+* ``left``          L, joined T, then left.
+
+Each attacker tries to read, change or delete what is not theirs with every operation. Each attempt must be
+refused with the error docs/behaviour.md names (AccessDeniedException for collaborations; ResourceNotFoundException
+for memberships and tags; ValidationException for someone else's page token; ConflictException for re-joining),
+must change nothing (V's and W's views are compared before and after), and where AWS hides existence the refusal of
+an existing foreign resource must equal that of a random unknown id (code, status and body, the id substituted).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support import wire
+from tests.support.figures import figures  # noqa: F401  (fixture)
+from tests.support.fuzzgen import IMPLEMENTED
+from tests.support.rawapi import ApiError, RawClient
+from tests.support.server import Account
+from tests.support.views import diff
+
+ROLES = ("non_member", "invitee", "removed", "other_member", "left")
+_TALLY: Counter = Counter()
+
+
+def _unknown_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class World:
+    server: object
+    v: RawClient
+    w: RawClient
+    attackers: dict[str, RawClient]
+    t: dict  # collaboration T
+    oc: dict  # collaboration O-C
+    memberships: dict[str, dict]  # "V/T", "V/OC", "W/T", "O/OC", "R/T"
+    tokens: dict[str, str]  # V's page tokens
+
+    def inside(self, role: str) -> dict | None:
+        """The collaboration where the role's account has a member row (not as creator)."""
+        return {"non_member": None, "other_member": self.oc}.get(role, self.t)
+
+    def outside(self, role: str) -> dict:
+        """A collaboration of the victim the role's account is not a member of."""
+        return self.t if role in ("non_member", "other_member") else self.oc
+
+
+def _member(client: RawClient, abilities=()) -> dict:
+    return {"accountId": client.id, "memberAbilities": list(abilities), "displayName": f"member {client.id}"}
+
+
+def _create(creator: RawClient, members, name: str, tags: dict) -> dict:
+    return creator("CreateCollaboration", members=members, name=name, description="the victim's",
+                   creatorMemberAbilities=["CAN_QUERY"], creatorDisplayName="victim", queryLogStatus="DISABLED",
+                   tags=tags)["collaboration"]
+
+
+def _join(client: RawClient, collaboration: dict, **extra) -> dict:
+    return client("CreateMembership", collaborationIdentifier=collaboration["id"], queryLogStatus="DISABLED",
+                  **extra)["membership"]
+
+
+@pytest.fixture
+def world(server) -> World:
+    new = lambda: RawClient(server.port, server.new_account())  # noqa: E731
+    v, w, n, i, r, o, left = (new() for _ in range(7))
+    t = _create(v, [_member(w, ["CAN_RECEIVE_RESULTS"]), _member(i), _member(r), _member(left)], "target",
+                {"owner": "victim", "env": "prod"})
+    oc = _create(v, [_member(o), _member(w)], "other", {"owner": "victim-other"})
+    memberships = {"V/T": _join(v, t, tags={"who": "V"}), "W/T": _join(w, t, tags={"who": "W"}),
+                   "V/OC": _join(v, oc), "O/OC": _join(o, oc, tags={"who": "O"}), "R/T": _join(r, t)}
+    gone = _join(left, t)
+    left("DeleteMembership", membershipIdentifier=gone["id"])
+    v("DeleteMember", collaborationIdentifier=t["id"], accountId=r.id)
+    tokens = {
+        "ListCollaborations": v("ListCollaborations", maxResults=1)["nextToken"],
+        "ListMemberships": v("ListMemberships", maxResults=1)["nextToken"],
+        "ListMembers/T": v("ListMembers", collaborationIdentifier=t["id"], maxResults=1)["nextToken"],
+        "ListMembers/OC": v("ListMembers", collaborationIdentifier=oc["id"], maxResults=1)["nextToken"],
+    }
+    attackers = {"non_member": n, "invitee": i, "removed": r, "other_member": o, "left": left}
+    return World(server, v, w, attackers, t, oc, memberships, tokens)
+
+
+def _read(call, *args, **kwargs):
+    """A read's result, or the error it got (so that a successful attack shows up as a difference, not a crash)."""
+    try:
+        return call(*args, **kwargs)
+    except ApiError as exc:
+        return {"error": exc.code}
+
+
+def victim_view(world: World) -> dict:
+    """What V and W can see of this world's resources (lists filtered to them), through the API."""
+    view = {}
+    ids = {world.t["id"], world.oc["id"]}
+    for name, client in (("V", world.v), ("W", world.w)):
+        own = [m for k, m in world.memberships.items() if k.startswith(name + "/")]
+        own_ids = {m["id"] for m in own}
+        view[name] = {
+            "collaborations": [c for c in client.pages("ListCollaborations", "collaborationList") if c["id"] in ids],
+            "memberships": [m for m in client.pages("ListMemberships", "membershipSummaries") if m["id"] in own_ids],
+            "get": {cid: _read(client, "GetCollaboration", collaborationIdentifier=cid) for cid in ids},
+            "members": {cid: _read(client.pages, "ListMembers", "memberSummaries", collaborationIdentifier=cid)
+                        for cid in ids},
+            "membership": {m["id"]: _read(client, "GetMembership", membershipIdentifier=m["id"]) for m in own},
+            "tags": {m["arn"]: _read(client, "ListTagsForResource", resourceArn=m["arn"]) for m in own},
+        }
+    for c in (world.t, world.oc):
+        view["V"]["tags"][c["arn"]] = _read(world.v, "ListTagsForResource", resourceArn=c["arn"])
+    return view
+
+
+# ---------------------------------------------------------------------------------------------- attempts
+
+
+class Attempts:
+    """Runs one (operation, role) case's attempts and keeps what went wrong."""
+
+    def __init__(self, world: World, role: str) -> None:
+        self.world, self.role = world, role
+        self.attacker = world.attackers[role]
+        self.count = 0
+        self.problems: list[str] = []
+
+    def refused(self, code: str, operation: str, params: dict, *, hide: str | None = None,
+                unknown: dict | None = None, client: RawClient | None = None) -> None:
+        """The call must fail with `code`. With `hide` (the foreign id or ARN in `params`) and `unknown` (the same
+        params with a random id instead), the refusal must be identical to the unknown one's, id substituted."""
+        client = client or self.attacker
+        self.count += 1
+        reply = client.send(operation, **params)
+        what = f"{self.role} {operation}({_short(params)})"
+        if reply.error_type != code:
+            self.problems.append(f"{what}: expected {code}, got {reply.describe()}")
+            return
+        if hide is None:
+            return
+        self.count += 1
+        probe = client.send(operation, **unknown)
+        unknown_id = next(v for k, v in unknown.items() if params.get(k) != v)
+        seen = (reply.status, reply.error_type, reply.body.replace(hide.encode(), b"<ID>"))
+        baseline = (probe.status, probe.error_type, probe.body.replace(unknown_id.encode(), b"<ID>"))
+        if seen != baseline:
+            self.problems.append(f"{what}: refusal reveals existence: {seen} vs unknown {baseline}")
+
+    def collaboration(self, code: str, operation: str, collaboration: dict, **params) -> None:
+        """A call on a victim's collaboration; existence is hidden from accounts that are not members of it."""
+        member = collaboration is self.world.inside(self.role)
+        random_id = _unknown_id()
+        self.refused(code, operation, {"collaborationIdentifier": collaboration["id"], **params},
+                     hide=None if member else collaboration["id"],
+                     unknown=None if member else {"collaborationIdentifier": random_id, **params})
+
+    def membership(self, operation: str, membership: dict, **params) -> None:
+        self.refused("ResourceNotFoundException", operation, {"membershipIdentifier": membership["id"], **params},
+                     hide=membership["id"], unknown={"membershipIdentifier": _unknown_id(), **params})
+
+    def tags(self, operation: str, arn: str, **params) -> None:
+        unknown = arn.rsplit("/", 1)[0] + "/" + _unknown_id()
+        self.refused("ResourceNotFoundException", operation, {"resourceArn": arn, **params}, hide=arn,
+                     unknown={"resourceArn": unknown, **params})
+
+    def token(self, operation: str, token: str, **params) -> None:
+        """Someone else's page token is refused exactly like a garbage one."""
+        garbage = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        self.refused("ValidationException", operation, {**params, "nextToken": token}, hide=token,
+                     unknown={**params, "nextToken": garbage})
+
+
+def _short(params: dict) -> str:
+    return ", ".join(f"{k}={str(v)[:60]}" for k, v in params.items())
+
+
+def _victim_arns(world: World) -> list[str]:
+    return [world.t["arn"], world.oc["arn"], world.memberships["V/T"]["arn"], world.memberships["W/T"]["arn"],
+            world.memberships["V/OC"]["arn"]]
+
+
+def attack_create_collaboration(a: Attempts) -> None:
+    world = a.world
+    # A signature made with the victim's access key id but not its secret.
+    forged = Account(world.v.id, world.v.account.access_key_id, a.attacker.account.secret_access_key)
+    a.refused("InvalidSignatureException", "CreateCollaboration",
+              {"members": [], "name": "forged", "creatorMemberAbilities": [], "creatorDisplayName": "forged",
+               "queryLogStatus": "DISABLED"}, client=RawClient(world.server.port, forged))
+    # Claiming the victim's identity in the request: ignored, the result is the caller's own.
+    a.count += 1
+    reply = wire.send(world.server.port, a.attacker.account, "POST", "/collaborations",
+                      headers={"x-amz-account-id": world.v.id, "x-amzn-account-id": world.v.id},
+                      body=_json({"members": [], "name": "spoof", "creatorMemberAbilities": [],
+                                  "creatorDisplayName": "victim", "queryLogStatus": "DISABLED",
+                                  "creatorAccountId": world.v.id, "accountId": world.v.id,
+                                  "arn": world.t["arn"], "id": world.t["id"]}))
+    created = reply.json().get("collaboration", {}) if reply.status == 200 else {}
+    if reply.status != 200 or created.get("creatorAccountId") != a.attacker.id \
+            or f":{a.attacker.id}:collaboration/" not in created.get("arn", "") or created.get("id") == world.t["id"]:
+        a.problems.append(f"spoofed CreateCollaboration was not the caller's own: {reply.describe()}")
+
+
+def attack_get_collaboration(a: Attempts) -> None:
+    a.collaboration("AccessDeniedException", "GetCollaboration", a.world.outside(a.role))
+
+
+def attack_update_collaboration(a: Attempts) -> None:
+    for c in (a.world.t, a.world.oc):
+        a.collaboration("AccessDeniedException", "UpdateCollaboration", c, name="pwned", description="pwned",
+                        analyticsEngine="SPARK")
+
+
+def attack_delete_collaboration(a: Attempts) -> None:
+    for c in (a.world.t, a.world.oc):
+        a.collaboration("AccessDeniedException", "DeleteCollaboration", c)
+
+
+def attack_list_collaborations(a: Attempts) -> None:
+    a.token("ListCollaborations", a.world.tokens["ListCollaborations"])
+    a.token("ListCollaborations", a.world.tokens["ListCollaborations"], memberStatus="ACTIVE")
+    a.count += 1
+    seen = {c["id"] for c in a.attacker.pages("ListCollaborations", "collaborationList")}
+    if a.world.outside(a.role)["id"] in seen:
+        a.problems.append(f"{a.role} lists a collaboration it is not a member of")
+
+
+def attack_list_members(a: Attempts) -> None:
+    world = a.world
+    a.collaboration("AccessDeniedException", "ListMembers", world.outside(a.role))
+    if a.role in ("removed", "left"):  # former members can no longer list members
+        a.collaboration("AccessDeniedException", "ListMembers", world.t)
+    inside = world.inside(a.role)
+    if inside is not None:
+        key = "ListMembers/T" if inside is world.t else "ListMembers/OC"
+        a.token("ListMembers", world.tokens[key], collaborationIdentifier=inside["id"])
+
+
+def attack_delete_member(a: Attempts) -> None:
+    world = a.world
+    for c in (world.t, world.oc):
+        a.collaboration("AccessDeniedException", "DeleteMember", c, accountId=world.w.id)
+        a.collaboration("AccessDeniedException", "DeleteMember", c, accountId=world.v.id)
+
+
+def attack_create_membership(a: Attempts) -> None:
+    world = a.world
+    a.collaboration("AccessDeniedException", "CreateMembership", world.outside(a.role), queryLogStatus="DISABLED")
+    if a.role in ("removed", "left"):  # cannot re-join once out (docs/behaviour.md, Memberships)
+        a.collaboration("ConflictException", "CreateMembership", world.t, queryLogStatus="DISABLED")
+
+
+def attack_get_membership(a: Attempts) -> None:
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("GetMembership", a.world.memberships[key])
+
+
+def attack_update_membership(a: Attempts) -> None:
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("UpdateMembership", a.world.memberships[key], queryLogStatus="ENABLED", jobLogStatus="ENABLED")
+
+
+def attack_delete_membership(a: Attempts) -> None:
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("DeleteMembership", a.world.memberships[key])
+
+
+def attack_list_memberships(a: Attempts) -> None:
+    a.token("ListMemberships", a.world.tokens["ListMemberships"])
+    a.token("ListMemberships", a.world.tokens["ListMemberships"], status="ACTIVE")
+    a.count += 1
+    seen = {m["id"] for m in a.attacker.pages("ListMemberships", "membershipSummaries")}
+    if seen & {m["id"] for k, m in a.world.memberships.items() if not k.startswith(("O/", "R/"))}:
+        a.problems.append(f"{a.role} lists someone else's membership")
+
+
+def attack_tag_resource(a: Attempts) -> None:
+    for arn in _victim_arns(a.world):
+        a.tags("TagResource", arn, tags={"owner": "attacker", "pwned": "yes"})
+
+
+def attack_untag_resource(a: Attempts) -> None:
+    for arn in _victim_arns(a.world):
+        a.tags("UntagResource", arn, tagKeys=["owner", "who", "env"])
+
+
+def attack_list_tags_for_resource(a: Attempts) -> None:
+    for arn in _victim_arns(a.world):
+        a.tags("ListTagsForResource", arn)
+
+
+ATTACKS = {
+    "CreateCollaboration": attack_create_collaboration,
+    "GetCollaboration": attack_get_collaboration,
+    "UpdateCollaboration": attack_update_collaboration,
+    "DeleteCollaboration": attack_delete_collaboration,
+    "ListCollaborations": attack_list_collaborations,
+    "ListMembers": attack_list_members,
+    "DeleteMember": attack_delete_member,
+    "CreateMembership": attack_create_membership,
+    "GetMembership": attack_get_membership,
+    "UpdateMembership": attack_update_membership,
+    "DeleteMembership": attack_delete_membership,
+    "ListMemberships": attack_list_memberships,
+    "TagResource": attack_tag_resource,
+    "UntagResource": attack_untag_resource,
+    "ListTagsForResource": attack_list_tags_for_resource,
+}
+
+
+def _json(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+@pytest.fixture(scope="module")
+def tally(figures):
+    yield _TALLY
+    if _TALLY:
+        figures(f"attacks: {_TALLY['attempts']} attempts in {_TALLY['cases']} (operation, role) cases, "
+                f"{_TALLY['refused_cases']} cases fully refused with no side effect")
+
+
+def test_the_matrix_covers_every_implemented_operation():
+    assert set(ATTACKS) == set(IMPLEMENTED)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("operation", sorted(ATTACKS))
+def test_attack(world, tally, operation, role):
+    before = victim_view(world)
+    attempts = Attempts(world, role)
+    try:
+        ATTACKS[operation](attempts)
+    except ApiError as exc:  # an attack helper's own call failed: report it as a problem of this case
+        attempts.problems.append(f"unexpected error: {exc}")
+    after = victim_view(world)
+    tally["attempts"] += attempts.count
+    tally["cases"] += 1
+    changes = diff(before, after)
+    assert attempts.count > 0
+    assert not attempts.problems, "\n".join(attempts.problems)
+    assert not changes, f"{role} {operation} changed the victims' data:\n" + "\n".join(changes)
+    tally["refused_cases"] += 1
