@@ -12,7 +12,6 @@ import datetime
 import http.client
 import json
 import re
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import botocore
@@ -27,59 +26,24 @@ from opencleanrooms.protocol.model import load_service_model
 from opencleanrooms.services.registry import load_all
 from tests.support import conformance
 from tests.support.builders import create_collaboration, join, member
+from tests.support.wire import Reply, leaked, send
 
 MODEL = load_service_model()
 IMPLEMENTED = frozenset(load_all())
 UUID = "00000000-0000-4000-8000-000000000000"
 ACCOUNT = "123456789012"
-LEAKS = ("Traceback", "sqlalchemy", "SQLAlchemy", "sqlite", "/work/", ".py", 'File "', "/home/", "/usr/", "/tmp/")
 EIGHT_MIB = 8 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------------- raw HTTP
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-    @property
-    def error_type(self) -> str | None:
-        return self.headers.get("x-amzn-errortype")
-
-
 def raw(server, account, method: str, path: str, *, query: str = "", body: bytes | str = b"",
         headers: dict | None = None, chunked: bool = False) -> Reply:
-    """Sign (SigV4, us-east-1) and send exactly these bytes; `path` and `query` go on the wire as given."""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    target = path + (f"?{query}" if query else "")
-    request = AWSRequest(method=method, url=server.endpoint + target, data=body,
-                         headers={"Content-Type": "application/json", **(headers or {})})
-    SigV4Auth(Credentials(account.access_key_id, account.secret_access_key), "cleanrooms",
-              "us-east-1").add_auth(request)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        send_headers = dict(request.headers.items())
-        if chunked:
-            chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
-            conn.request(method, target, body=chunks, headers=send_headers, encode_chunked=True)
-        else:
-            conn.request(method, target, body=body, headers=send_headers)
-        response = conn.getresponse()
-        reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        conn.close()
-    assert reply.headers.get("x-amzn-requestid"), f"no x-amzn-RequestId on {method} {target}: {reply}"
-    if reply.status >= 400:
-        text = reply.body.decode("utf-8", "replace")
-        leaked = [word for word in LEAKS if word in text]
-        assert not leaked, f"error body leaks {leaked}: {text[:500]}"
+    """Sign (SigV4, us-east-1) and send exactly these bytes; every reply has a request id and leaks nothing."""
+    reply = send(server.port, account, method, path, query=query, body=body, headers=headers, chunked=chunked)
+    assert reply.headers.get("x-amzn-requestid"), f"no x-amzn-RequestId on {method} {path}: {reply.describe()}"
+    assert not leaked(reply), f"error body leaks {leaked(reply)}: {reply.body[:500]!r}"
     return reply
 
 

@@ -48,7 +48,8 @@ def signed_headers(account, method: str, url: str, body: bytes, headers: dict | 
 
 
 def send(port: int, account, method: str, path: str, *, query: str = "", body: bytes | str = b"",
-         headers: dict | None = None, content_type=_DEFAULT, sign: bool = True, timeout: float = 30.0) -> Reply:
+         headers: dict | None = None, content_type=_DEFAULT, sign: bool = True, timeout: float = 30.0,
+         chunked: bool = False) -> Reply:
     """Send one request to 127.0.0.1:`port`; `path` and `query` go on the wire exactly as given.
 
     `content_type` defaults to application/json; None sends no Content-Type at all.
@@ -62,7 +63,11 @@ def send(port: int, account, method: str, path: str, *, query: str = "", body: b
     send_headers = signed_headers(account, method, f"http://127.0.0.1:{port}{target}", body, base) if sign else base
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request(method, target, body=body, headers=send_headers)
+        if chunked:
+            chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+            conn.request(method, target, body=chunks, headers=send_headers, encode_chunked=True)
+        else:
+            conn.request(method, target, body=body, headers=send_headers)
         response = conn.getresponse()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
