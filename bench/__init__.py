@@ -1,0 +1,1 @@
+"""Benchmark of OpenCleanRooms against moto's Clean Rooms mock; see bench/README.md. Run: python -m bench.run"""
