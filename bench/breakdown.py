@@ -75,12 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from opencleanrooms.auth import sigv4
     from opencleanrooms.config import Settings
     from opencleanrooms.protocol import validator
-    from opencleanrooms.protocol.serializer import dump_json
-    from opencleanrooms.services import memberships as membership_service
     from opencleanrooms.services.pagination import PageTokens
     from opencleanrooms.storage import memberships as membership_store
-    from opencleanrooms.storage.memberships import _JOINED
-    from opencleanrooms.storage.schema import memberships as MS
 
     workdir = Path(tempfile.mkdtemp(prefix="ocr-breakdown-"))
     try:
@@ -102,23 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         page = json.loads(response.body)
         assert len(page["membershipSummaries"]) == 100
 
-        with db.read() as conn:
-            rows, last = membership_store.page_for_account(conn, region, account, None, None, 100)
-        output = {"membershipSummaries": [membership_service._summary(r) for r in rows]}
         tokens = PageTokens(b"k" * 32)
         route = pipeline._router.match(method, path)
-
-        stmt = (_JOINED.where(MS.c.region == region, MS.c.account_id == account)
-                .order_by(MS.c.seq.desc()).limit(101))
-        sql = str(stmt.compile(dialect=db._reader.dialect, compile_kwargs={"literal_binds": True}))
-        needed = ("SELECT m.seq, m.id, m.arn, m.collaboration_id, m.create_time, m.update_time, m.status, "
-                  "c.arn, c.name, c.creator_account_id, c.creator_display_name, mb.doc "
-                  "FROM memberships m JOIN collaborations c ON c.id = m.collaboration_id "
-                  "JOIN members mb ON mb.collaboration_id = m.collaboration_id AND mb.account_id = m.account_id "
-                  f"WHERE m.region = '{region}' AND m.account_id = '{account}' ORDER BY m.seq DESC LIMIT 101")
+        sql = ("SELECT seq, summary FROM memberships WHERE region = ? AND account_id = ? "
+               "ORDER BY seq DESC LIMIT 101")
         raw = sqlite3.connect(str(data_dir / "opencleanrooms.db"), isolation_level=None)
         raw.execute("PRAGMA journal_mode=WAL")
         access_log = logging.getLogger("opencleanrooms.access")
+        with db.read() as conn:
+            rows, _ = membership_store.page_for_account(conn, region, account, None, None, 100)
+        summaries = [row.summary for row in rows]
 
         def read_tx():
             with db.read():
@@ -128,47 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             with db.read() as conn:
                 membership_store.page_for_account(conn, region, account, None, None, 100)
 
-        def build_statement():
-            _JOINED.where(MS.c.region == region, MS.c.account_id == account).order_by(MS.c.seq.desc()).limit(101)
-
-        from opencleanrooms.storage.schema import collaborations as C
-        from opencleanrooms.storage.schema import members as M
-        import sqlalchemy as sa
-
-        slim = (sa.select(MS.c.seq, MS.c.id, MS.c.arn, MS.c.collaboration_id, MS.c.create_time, MS.c.update_time,
-                          MS.c.status, C.c.arn, C.c.name, C.c.creator_account_id, C.c.creator_display_name, M.c.doc)
-                .join(C, C.c.id == MS.c.collaboration_id)
-                .join(M, sa.and_(M.c.collaboration_id == MS.c.collaboration_id, M.c.account_id == MS.c.account_id)))
-
-        def storage_slim():
-            with db.read() as conn:
-                conn.execute(slim.where(MS.c.region == region, MS.c.account_id == account)
-                             .order_by(MS.c.seq.desc()).limit(101)).all()
-
-        def handle_without_gc():
-            gc.disable()
-            try:
-                pipeline.handle(method, path, query, headers, body)
-            finally:
-                gc.enable()
-
         def raw_sql():
-            raw.execute(sql).fetchall()
+            raw.execute(sql, (region, account)).fetchall()
 
-        def raw_sql_json():
-            for r in raw.execute(sql).fetchall():
-                for value in r:
-                    if isinstance(value, str) and value[:1] == "{":
-                        json.loads(value)
-
-        def raw_needed():
-            for r in raw.execute(needed).fetchall():
-                json.loads(r[-1])
+        def assemble():
+            f'{{"membershipSummaries":[{",".join(summaries)}],"nextToken":"x"}}'.encode()
 
         stages = [
             ("Pipeline.handle, whole call (everything but HTTP)",
              lambda: pipeline.handle(method, path, query, headers, body)),
-            ("  what-if: the same with the cyclic GC disabled during the call", handle_without_gc),
             ("sigv4.verify (credential cache hit)",
              lambda: sigv4.verify(method=method, raw_path=path, query_string=query, headers=headers, body=body,
                                   lookup_secret=pipeline._credentials.secret, regions=pipeline._regions,
@@ -176,15 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             ("Router.match + RequestParser.parse + validator.validate",
              lambda: validator.validate(route.operation.input_shape, pipeline._parser.parse(
                  route.operation, route.labels, query, headers, body))),
-            ("storage: page_for_account in a read transaction (SQL + rows + JSON columns)", storage_page),
-            ("  what-if: SQLAlchemy, only the columns the summary uses, .all() tuples (1 JSON column)", storage_slim),
+            ("storage: page_for_account in a read transaction (seq + pre-encoded summary)", storage_page),
             ("  of which: empty read transaction (checkout, BEGIN, COMMIT, return)", read_tx),
-            ("  of which: building the SQLAlchemy statement", build_statement),
-            ("  floor: same SQL through bare sqlite3, tuples, no JSON decode", raw_sql),
-            ("  floor: same SQL through bare sqlite3 + json.loads of its 3 JSON columns", raw_sql_json),
-            ("  floor: only the columns the summary uses, bare sqlite3 + 1 json.loads", raw_needed),
-            ("render: 100 x memberships._summary", lambda: [membership_service._summary(r) for r in rows]),
-            ("serialize: dump_json of the page (json.dumps, 63 KB)", lambda: dump_json(output)),
+            ("  floor: the same SQL through bare sqlite3", raw_sql),
+            ("assemble the 100-item page from pre-encoded summaries", assemble),
             ("nextToken: PageTokens.encode", lambda: tokens.encode(("ListMemberships", region, account, None), 1)),
             ("access log line (logging, INFO, to a file)",
              lambda: access_log.info("request_id=%s account=%s operation=%s status=%d latency_ms=%.2f",

@@ -89,7 +89,7 @@ def seed_storage(data_dir: Path, account_id: str, count: int, *, batch: int = 20
     """Insert `count` pairs for `account_id` straight into our database with `opencleanrooms.storage`, producing
     the rows CreateCollaboration + CreateMembership would (the server may be running: SQLite WAL, the writer lock
     is held per batch)."""
-    from opencleanrooms.services import arns, payment
+    from opencleanrooms.services import arns, payment, summaries
     from opencleanrooms.storage import collaborations as collaboration_store
     from opencleanrooms.storage import memberships as membership_store
     from opencleanrooms.storage.database import Database, sqlite_url
@@ -129,6 +129,7 @@ def seed_storage(data_dir: Path, account_id: str, count: int, *, batch: int = 20
                         "collaboration_id": collaboration_id, "status": "ACTIVE", "create_time": now,
                         "update_time": now, "doc": membership_doc,
                     })
+                    summaries.refresh(conn, collaboration_id)  # the pre-encoded list summaries, as the API writes
             progress.add(min(count, first + batch) - first)
     finally:
         db.dispose()

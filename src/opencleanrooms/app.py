@@ -12,7 +12,7 @@ from opencleanrooms.config import ENV_SETTINGS, Settings
 from opencleanrooms.http.asgi import AsgiApp
 from opencleanrooms.pipeline import Pipeline
 from opencleanrooms.protocol.model import load_service_model
-from opencleanrooms.services import registry
+from opencleanrooms.services import registry, summaries
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import PageTokens
 from opencleanrooms.services.quotas import Quotas
@@ -34,6 +34,7 @@ def open_database(settings: Settings) -> Database:
 
 def build_app(settings: Settings) -> AsgiApp:
     db = open_database(settings)
+    summaries.backfill(db)
     with db.write() as conn:
         token_key = bytes.fromhex(server_state.get_or_create_secret(conn, TOKEN_KEY_NAME))
     tokens = PageTokens(token_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 
 from tests.support.builders import create_collaboration, join, member
 from tests.support.server import ServerProcess
@@ -31,5 +32,27 @@ def test_everything_survives_restarts_and_sigkill(tmp_path):
             assert a.client.list_tags_for_resource(resourceArn=collaborations[3]["arn"])["tags"] == {"i": "3"}
             rest = b.client.list_memberships(maxResults=2, nextToken=token)["membershipSummaries"]
             assert [m["id"] for m in rest] == [m["id"] for m in reversed(memberships)][2:4]
+    finally:
+        server.stop()
+
+
+def test_list_summaries_missing_from_older_rows_are_rebuilt_at_start(tmp_path):
+    """Rows written before summaries were stored (schema version 2) get them when the server starts."""
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        a, b = (_Party(server, server.new_account()) for _ in range(2))
+        collaborations = [create_collaboration(a, [member(b)], name=f"old{i}") for i in range(3)]
+        memberships = [join(b, c["id"]) for c in collaborations[:2]]
+        before = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())
+        server.stop()
+        with sqlite3.connect(server.data_dir / "opencleanrooms.db") as conn:
+            conn.execute("UPDATE members SET summary = NULL")
+            conn.execute("UPDATE memberships SET summary = NULL")
+        server.start()
+        a.client, b.client = server.client(a.account), server.client(b.account)
+        after = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())
+        for old, new, key in zip(before, after, ("collaborationList", "collaborationList", "membershipSummaries")):
+            assert new[key] == old[key]
+        assert [m["id"] for m in after[2]["membershipSummaries"]] == [m["id"] for m in reversed(memberships)]
     finally:
         server.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import botocore.model
 
+from opencleanrooms.encoded import EncodedJson
 from opencleanrooms.errors import ServiceError
 
 JSON_CONTENT_TYPE = "application/json"
@@ -44,7 +45,8 @@ class ResponseSerializer:
         if status == 204:
             return HttpResponse(status, headers, b"")
         headers.append(("Content-Type", JSON_CONTENT_TYPE))
-        return HttpResponse(status, headers, dump_json(output or {}))
+        body = output if isinstance(output, EncodedJson) else dump_json(output or {})
+        return HttpResponse(status, headers, body)
 
     def error(self, error: ServiceError, request_id: str) -> HttpResponse:
         status = self._error_status.get(error.code, error.status or 400)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opencleanrooms.services import arns, errors, payment
+from opencleanrooms.services import arns, errors, payment, summaries
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -78,6 +78,7 @@ def create_collaboration(ctx: RequestContext, params: dict) -> dict:
         ctx.quotas.check("collaborations", store.count_created(conn, ctx.region, ctx.account_id) + 1)
         store.insert(conn, row, member_rows)
         tag_store.put(conn, row["arn"], params.get("tags") or {})
+        summaries.refresh(conn, collaboration_id)
     return {"collaboration": collaboration_view(ctx, row, member_rows[0])}
 
 
@@ -102,6 +103,7 @@ def update_collaboration(ctx: RequestContext, params: dict) -> dict:
                 doc[key] = params[key]
         changes["doc"] = doc
         store.update(conn, collaboration_id, **changes)
+        summaries.refresh(conn, collaboration_id)
         collaboration = store.get(conn, ctx.region, collaboration_id)
     return {"collaboration": collaboration_view(ctx, collaboration, member)}
 
@@ -114,6 +116,7 @@ def delete_collaboration(ctx: RequestContext, params: dict) -> None:
         store.mark_deleted(conn, collaboration_id, ctx.now)
         membership_store.set_status_for_collaboration(conn, collaboration_id, "COLLABORATION_DELETED", ctx.now)
         tag_store.remove(conn, collaboration["arn"])
+        summaries.refresh(conn, collaboration_id)
 
 
 @operation("ListCollaborations")
@@ -121,8 +124,7 @@ def list_collaborations(ctx: RequestContext, params: dict) -> dict:
     status = params.get("memberStatus")
     return list_page(ctx, params, "collaborationList", (status,),
                      lambda conn, after, limit: store.page_for_account(conn, ctx.region, ctx.account_id, status,
-                                                                       after, limit),
-                     lambda row: _summary(ctx, row))
+                                                                       after, limit))
 
 
 @operation("ListMembers")
@@ -155,40 +157,14 @@ def delete_member(ctx: RequestContext, params: dict) -> None:
         store.update_member(conn, collaboration_id, account_id, status="REMOVED", update_time=ctx.now)
         if target["membership_id"]:
             membership_store.update(conn, target["membership_id"], status="REMOVED", update_time=ctx.now)
+        summaries.refresh(conn, collaboration_id)
 
 
 def collaboration_view(ctx: RequestContext, collaboration, member) -> dict:
     """The Collaboration output shape as the calling member sees it."""
-    view = {
-        "id": collaboration["id"],
-        "arn": collaboration["arn"],
-        "name": collaboration["name"],
-        "creatorAccountId": collaboration["creator_account_id"],
-        "creatorDisplayName": collaboration["creator_display_name"],
-        "createTime": collaboration["create_time"],
-        "updateTime": collaboration["update_time"],
-        "memberStatus": member["status"],
-    }
-    view.update(_membership_ref(ctx.region, member["account_id"], member["membership_id"]))
+    view = summaries.collaboration_summary(collaboration, member)
     view.update(collaboration["doc"])
     return view
-
-
-def _summary(ctx: RequestContext, row) -> dict:
-    summary = {
-        "id": row["id"],
-        "arn": row["arn"],
-        "name": row["name"],
-        "creatorAccountId": row["creator_account_id"],
-        "creatorDisplayName": row["creator_display_name"],
-        "createTime": row["create_time"],
-        "updateTime": row["update_time"],
-        "memberStatus": row["member_status"],
-    }
-    summary.update(_membership_ref(ctx.region, ctx.account_id, row["membership_id"]))
-    if "analyticsEngine" in row["doc"]:
-        summary["analyticsEngine"] = row["doc"]["analyticsEngine"]
-    return summary
 
 
 def _member_summary(ctx: RequestContext, row) -> dict:
@@ -204,14 +180,8 @@ def _member_summary(ctx: RequestContext, row) -> dict:
     }
     if "mlAbilities" in doc:
         summary["mlAbilities"] = doc["mlAbilities"]
-    summary.update(_membership_ref(ctx.region, row["account_id"], row["membership_id"]))
+    summary.update(summaries.membership_ref(ctx.region, row["account_id"], row["membership_id"]))
     return summary
-
-
-def _membership_ref(region: str, account_id: str, membership_id: str | None) -> dict:
-    if not membership_id:
-        return {}
-    return {"membershipId": membership_id, "membershipArn": arns.membership_arn(region, account_id, membership_id)}
 
 
 def _member_doc(abilities: list, ml_abilities: dict | None, payment_config: dict) -> dict:

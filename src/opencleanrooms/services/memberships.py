@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, payment
+from opencleanrooms.services import arns, errors, payment, summaries
 from opencleanrooms.services.access import member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -50,6 +50,7 @@ def create_membership(ctx: RequestContext, params: dict) -> dict:
         collaboration_store.update_member(conn, collaboration_id, ctx.account_id, status="ACTIVE",
                                           membership_id=membership_id, update_time=ctx.now)
         tag_store.put(conn, arn, params.get("tags") or {})
+        summaries.refresh(conn, collaboration_id)
         row = store.get(conn, ctx.region, ctx.account_id, membership_id)
     return {"membership": membership_view(row)}
 
@@ -75,6 +76,7 @@ def update_membership(ctx: RequestContext, params: dict) -> dict:
         doc = dict(row["doc"])
         doc.update({key: params[key] for key in _DOC_FIELDS if key in params})
         store.update(conn, membership_id, doc=doc, update_time=ctx.now)
+        summaries.refresh(conn, row["collaboration_id"])
         row = store.get(conn, ctx.region, ctx.account_id, membership_id)
     return {"membership": membership_view(row)}
 
@@ -92,6 +94,7 @@ def delete_membership(ctx: RequestContext, params: dict) -> None:
         collaboration_store.update_member(conn, row["collaboration_id"], ctx.account_id, membership_id=None)
         store.delete(conn, membership_id)
         tag_store.remove(conn, row["arn"])
+        summaries.refresh(conn, row["collaboration_id"])
 
 
 @operation("ListMemberships")
@@ -99,35 +102,13 @@ def list_memberships(ctx: RequestContext, params: dict) -> dict:
     status = params.get("status")
     return list_page(ctx, params, "membershipSummaries", (status,),
                      lambda conn, after, limit: store.page_for_account(conn, ctx.region, ctx.account_id, status,
-                                                                       after, limit),
-                     _summary)
+                                                                       after, limit))
 
 
 def membership_view(row) -> dict:
-    view = _summary(row)
+    view = summaries.membership_summary(row)
     view.update(row["doc"])
     return view
-
-
-def _summary(row) -> dict:
-    member_doc = row["member_doc"]
-    summary = {
-        "id": row["id"],
-        "arn": row["arn"],
-        "collaborationArn": row["collaboration_arn"],
-        "collaborationId": row["collaboration_id"],
-        "collaborationCreatorAccountId": row["collaboration_creator_account_id"],
-        "collaborationCreatorDisplayName": row["collaboration_creator_display_name"],
-        "collaborationName": row["collaboration_name"],
-        "createTime": row["create_time"],
-        "updateTime": row["update_time"],
-        "status": row["status"],
-        "memberAbilities": member_doc["abilities"],
-        "paymentConfiguration": member_doc["paymentConfiguration"],
-    }
-    if "mlAbilities" in member_doc:
-        summary["mlMemberAbilities"] = member_doc["mlAbilities"]
-    return summary
 
 
 def _owned(conn, ctx: RequestContext, membership_id: str):

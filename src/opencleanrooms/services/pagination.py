@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from opencleanrooms.encoded import EncodedJson, encode
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services.errors import validation
 
@@ -56,19 +57,19 @@ class PageTokens:
 
 def list_page(ctx: RequestContext, params: dict, result_key: str, filters: tuple,
               fetch: Callable[[sa.Connection, int | None, int], tuple[list, int | None]],
-              render: Callable[[Any], dict]) -> dict:
+              render: Callable[[Any], dict] | None = None) -> EncodedJson:
     """One page of a list operation: resume from the caller's token, fetch in a read transaction, sign the next.
 
     `filters` are the request's filter values; the token is bound to them and to the operation, region and caller.
+    Rows are rendered to summaries by `render`, or, without it, are (seq, pre-encoded summary) pairs.
     """
     binding = (ctx.operation, ctx.region, ctx.account_id, *filters)
     after = ctx.tokens.decode(binding, params.get("nextToken"))
     with ctx.db.read() as conn:
         rows, last = fetch(conn, after, params.get("maxResults") or DEFAULT_PAGE_SIZE)
-    output = {result_key: [render(row) for row in rows]}
-    if last is not None:
-        output["nextToken"] = ctx.tokens.encode(binding, last)
-    return output
+    items = [row[1] for row in rows] if render is None else [encode(render(row)) for row in rows]
+    tail = "}" if last is None else f',"nextToken":"{ctx.tokens.encode(binding, last)}"}}'
+    return EncodedJson(f'{{"{result_key}":[{",".join(items)}]{tail}'.encode())
 
 
 def invalid_token() -> ServiceError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opencleanrooms.storage.keyset import fetch_page
+from opencleanrooms.storage.keyset import KeysetQuery
 from opencleanrooms.storage.schema import collaborations as C
 from opencleanrooms.storage.schema import members as M
 
@@ -56,26 +56,31 @@ def update_member(conn: sa.Connection, collaboration_id: str, account_id: str, *
     )
 
 
+_MEMBERS_PAGE = KeysetQuery(sa.select(M), M.c.seq, {"collaboration_id": M.c.collaboration_id}, ascending=True)
+_ACCOUNT_PAGE = KeysetQuery(
+    sa.select(M.c.collaboration_seq.label("seq"), M.c.summary).where(M.c.listed.is_(True)),
+    M.c.collaboration_seq, {"region": M.c.region, "account_id": M.c.account_id, "status": M.c.status})
+
+
 def page_members(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int):
     """Members in invitation order (the creator first)."""
-    query = sa.select(M).where(M.c.collaboration_id == collaboration_id)
-    return fetch_page(conn, query, M.c.seq, after, limit, ascending=True)
+    rows, last = _MEMBERS_PAGE.fetch(conn, after, limit, collaboration_id=collaboration_id)
+    return [row._mapping for row in rows], last
+
+
+def members_of(conn: sa.Connection, collaboration_id: str):
+    return conn.execute(sa.select(M).where(M.c.collaboration_id == collaboration_id)).mappings().all()
+
+
+def set_member_summary(conn: sa.Connection, seq: int, summary: str) -> None:
+    conn.execute(M.update().where(M.c.seq == seq).values(summary=summary))
+
+
+def ids_missing_summaries(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.select(M.c.collaboration_id).where(M.c.summary.is_(None)).distinct()).scalars())
 
 
 def page_for_account(conn: sa.Connection, region: str, account_id: str, status: str | None,
                      after: int | None, limit: int):
-    """The caller's collaborations, newest first, each with the caller's member row."""
-    query = (
-        sa.select(
-            M.c.collaboration_seq.label("seq"),
-            M.c.status.label("member_status"),
-            M.c.membership_id,
-            C.c.id, C.c.arn, C.c.name, C.c.creator_account_id, C.c.creator_display_name,
-            C.c.create_time, C.c.update_time, C.c.doc,
-        )
-        .join(C, C.c.id == M.c.collaboration_id)
-        .where(M.c.region == region, M.c.account_id == account_id, M.c.listed.is_(True))
-    )
-    if status is not None:
-        query = query.where(M.c.status == status)
-    return fetch_page(conn, query, M.c.collaboration_seq, after, limit)
+    """The caller's collaborations, newest first, as (seq, pre-encoded summary) rows."""
+    return _ACCOUNT_PAGE.fetch(conn, after, limit, region=region, account_id=account_id, status=status)

@@ -27,12 +27,24 @@ def _create_catalog_tables(conn: sa.Connection) -> None:
     create_table(conn)
 
 
+def _add_summary_columns(conn: sa.Connection) -> None:
+    """Pre-encoded list summaries; rows that predate them are filled in by the services at start-up.
+
+    Step 1 creates tables from today's definitions, so a new database has the columns already.
+    """
+    inspector = sa.inspect(conn)
+    for table in ("members", "memberships"):
+        if "summary" not in {column["name"] for column in inspector.get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN summary TEXT"))
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
         schema.server_state, schema.credentials, schema.collaborations, schema.members, schema.memberships,
         schema.tags]),
     _create_catalog_tables,  # 2: the data catalog behind configured tables' Glue references
+    _add_summary_columns,  # 3: pre-encoded list summaries
 ]
 
 
@@ -98,6 +110,6 @@ def _sqlite_engine(url: str, begin_statement: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql(begin_statement)
+        conn.connection.driver_connection.execute(begin_statement)  # straight to sqlite3: on every request
 
     return engine

@@ -1,18 +1,42 @@
-"""Keyset pages: `WHERE seq < :after ORDER BY seq DESC LIMIT n+1` on an index, so a page costs the same at any depth."""
+"""Keyset pages: `WHERE seq < :after ORDER BY seq DESC LIMIT n+1` on an index, so a page costs the same at any depth.
+
+Page queries run on every list call, so each is built once per shape (which filters are set, first page or not)
+and then only executed with new parameter values.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 
-def fetch_page(conn: sa.Connection, query: sa.Select, seq: sa.ColumnElement, after: int | None, limit: int,
-               *, ascending: bool = False):
-    """Return (rows, last_seq_or_None); last_seq is set only when more rows follow."""
-    if after is not None:
-        query = query.where(seq > after if ascending else seq < after)
-    query = query.order_by(seq.asc() if ascending else seq.desc()).limit(limit + 1)
-    rows = conn.execute(query).mappings().all()
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, rows[-1]["seq"]
-    return rows, None
+class KeysetQuery:
+    def __init__(self, select: sa.Select, seq: sa.ColumnElement, filters: dict[str, sa.ColumnElement],
+                 *, ascending: bool = False) -> None:
+        self._select = select
+        self._seq = seq
+        self._filters = filters  # parameter name -> column compared for equality when the parameter is given
+        self._ascending = ascending
+        self._prepared: dict[tuple, sa.Select] = {}
+
+    def fetch(self, conn: sa.Connection, after: int | None, limit: int, **values):
+        """(rows, last_seq); last_seq is set only when more rows follow. Filters whose value is None are unset."""
+        given = tuple(name for name in self._filters if values.get(name) is not None)
+        key = (given, after is not None)
+        query = self._prepared.get(key)
+        if query is None:
+            query = self._prepared[key] = self._prepare(given, after is not None)
+        params = {name: values[name] for name in given}
+        params.update(after=after, limit=limit + 1)
+        rows = conn.execute(query, params).all()
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return rows, rows[-1].seq
+        return rows, None
+
+    def _prepare(self, given: tuple[str, ...], resumed: bool) -> sa.Select:
+        query = self._select.where(*(self._filters[name] == sa.bindparam(name) for name in given))
+        if resumed:
+            after = sa.bindparam("after")
+            query = query.where(self._seq > after if self._ascending else self._seq < after)
+        order = self._seq.asc() if self._ascending else self._seq.desc()
+        return query.order_by(order).limit(sa.bindparam("limit"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opencleanrooms.storage.keyset import fetch_page
+from opencleanrooms.storage.keyset import KeysetQuery
 from opencleanrooms.storage.schema import collaborations as C
 from opencleanrooms.storage.schema import members as M
 from opencleanrooms.storage.schema import memberships as MS
@@ -52,17 +52,27 @@ def set_status_for_collaboration(conn: sa.Connection, collaboration_id: str, sta
     )
 
 
-def ids_for_collaboration(conn: sa.Connection, collaboration_id: str) -> list[str]:
-    return list(conn.execute(sa.select(MS.c.id).where(MS.c.collaboration_id == collaboration_id)).scalars())
-
-
 def delete(conn: sa.Connection, membership_id: str) -> None:
     conn.execute(MS.delete().where(MS.c.id == membership_id))
 
 
+_ACCOUNT_PAGE = KeysetQuery(sa.select(MS.c.seq, MS.c.summary), MS.c.seq,
+                            {"region": MS.c.region, "account_id": MS.c.account_id, "status": MS.c.status})
+
+
 def page_for_account(conn: sa.Connection, region: str, account_id: str, status: str | None,
                      after: int | None, limit: int):
-    query = _JOINED.where(MS.c.region == region, MS.c.account_id == account_id)
-    if status is not None:
-        query = query.where(MS.c.status == status)
-    return fetch_page(conn, query, MS.c.seq, after, limit)
+    """The account's memberships, newest first, as (seq, pre-encoded summary) rows."""
+    return _ACCOUNT_PAGE.fetch(conn, after, limit, region=region, account_id=account_id, status=status)
+
+
+def joined_for_collaboration(conn: sa.Connection, collaboration_id: str):
+    return conn.execute(_JOINED.where(MS.c.collaboration_id == collaboration_id)).mappings().all()
+
+
+def set_summary(conn: sa.Connection, membership_id: str, summary: str) -> None:
+    conn.execute(MS.update().where(MS.c.id == membership_id).values(summary=summary))
+
+
+def collaboration_ids_missing_summaries(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.select(MS.c.collaboration_id).where(MS.c.summary.is_(None)).distinct()).scalars())

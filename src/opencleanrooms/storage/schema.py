@@ -1,7 +1,8 @@
 """Table definitions (SQLAlchemy Core), one group per resource family.
 
 Keys, filters and sort keys are real columns; the rest of a resource's output-shaped fields sit in a JSON `doc`
-column. Every list is ordered by an integer `seq` (assigned at insert, never reused) so that pages are keyset
+column. What list calls return is also kept pre-encoded in a `summary` column, so that a page is read and sent
+without decoding or encoding JSON. Every list is ordered by an integer `seq` (assigned at insert, never reused) so that pages are keyset
 ranges on an index and cost the same however many rows are stored.
 """
 
@@ -72,6 +73,8 @@ members = sa.Table(
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("update_time", sa.Float, nullable=False),
     sa.Column("doc", JSONDoc, nullable=False),  # abilities, mlAbilities, paymentConfiguration
+    # The CollaborationSummary this member sees, encoded as JSON; kept current by every write (migration 3).
+    sa.Column("summary", sa.Text, nullable=True),
     sa.UniqueConstraint("collaboration_id", "account_id", name="uq_members_collaboration_account"),
     sa.Index("ix_members_account", "region", "account_id", "listed", "collaboration_seq"),
     sa.Index("ix_members_account_status", "region", "account_id", "listed", "status", "collaboration_seq"),
@@ -90,6 +93,7 @@ memberships = sa.Table(
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("update_time", sa.Float, nullable=False),
     sa.Column("doc", JSONDoc, nullable=False),
+    sa.Column("summary", sa.Text, nullable=True),  # the MembershipSummary, encoded as JSON (migration 3)
     sa.UniqueConstraint("collaboration_id", "account_id", name="uq_memberships_collaboration_account"),
     sa.Index("ix_memberships_account", "region", "account_id", "seq"),
     sa.Index("ix_memberships_account_status", "region", "account_id", "status", "seq"),
