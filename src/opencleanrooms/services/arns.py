@@ -22,6 +22,22 @@ def membership_arn(region: str, account_id: str, membership_id: str) -> str:
     return f"arn:{PARTITION}:cleanrooms:{region}:{account_id}:membership/{membership_id}"
 
 
+def configured_table_arn(region: str, account_id: str, configured_table_id: str) -> str:
+    return f"arn:{PARTITION}:cleanrooms:{region}:{account_id}:configuredtable/{configured_table_id}"
+
+
+def configured_table_association_arn(region: str, account_id: str, membership_id: str, association_id: str) -> str:
+    """The form the model's ConfiguredTableAssociationArn pattern takes (CTA outputs)."""
+    return (f"arn:{PARTITION}:cleanrooms:{region}:{account_id}:configuredtableassociation/"
+            f"{membership_id}/{association_id}")
+
+
+def membership_resource_arn(region: str, account_id: str, membership_id: str, kind: str, resource_id: str) -> str:
+    """`membership/<id>/<kind>/<id>`: analysis templates, and associations where the model wants this form
+    (SchemaResourceArn, BudgetedResourceArn)."""
+    return f"arn:{PARTITION}:cleanrooms:{region}:{account_id}:membership/{membership_id}/{kind}/{resource_id}"
+
+
 @dataclass(frozen=True)
 class ParsedArn:
     region: str

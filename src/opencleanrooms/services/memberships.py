@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import arns, errors, payment, summaries
 from opencleanrooms.services.access import member_view
@@ -16,6 +20,9 @@ from opencleanrooms.storage.database import DuplicateError
 
 _DOC_FIELDS = ("queryLogStatus", "jobLogStatus", "defaultResultConfiguration", "defaultJobResultConfiguration",
                "isMetricsEnabled")
+# Checks that a membership still owns sub-resources (associations, templates, ...): each returns a description
+# of what is left, or None. Families register theirs; DeleteMembership refuses while any reports something.
+SUBRESOURCE_CHECKS: list[Callable[[sa.Connection, str], str | None]] = []
 _CREATOR_CANNOT_LEAVE = ("Cannot delete membership for the creator of the collaboration while their membership "
                          "is still ACTIVE")
 
@@ -86,6 +93,11 @@ def delete_membership(ctx: RequestContext, params: dict) -> None:
     membership_id = params["membershipIdentifier"]
     with ctx.db.write() as conn:
         row = _owned(conn, ctx, membership_id)
+        for check in SUBRESOURCE_CHECKS:
+            left = check(conn, membership_id)
+            if left:
+                raise errors.conflict(f"Membership {membership_id} still has {left}; delete them first.",
+                                      membership_id, "MEMBERSHIP", "SUBRESOURCES_EXIST")
         if row["status"] == "ACTIVE":
             if row["collaboration_creator_account_id"] == ctx.account_id:
                 raise errors.conflict(_CREATOR_CANNOT_LEAVE, membership_id, "MEMBERSHIP", "INVALID_STATE")

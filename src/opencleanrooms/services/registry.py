@@ -20,6 +20,15 @@ def operation(name: str) -> Callable[[Handler], Handler]:
 
 def load_all() -> dict[str, Handler]:
     """Import every service module so that its operations register."""
-    from opencleanrooms.services import collaborations, memberships, tags  # noqa: F401
+    from opencleanrooms.services import (  # noqa: F401
+        analysis_templates,
+        change_requests,
+        collaborations,
+        configured_tables,
+        memberships,
+        schemas,
+        table_associations,
+        tags,
+    )
 
     return HANDLERS

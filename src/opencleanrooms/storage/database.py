@@ -38,6 +38,15 @@ def _add_summary_columns(conn: sa.Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN summary TEXT"))
 
 
+def _create_data_plane_tables(conn: sa.Connection) -> None:
+    """Configured tables, associations, analysis templates and change requests, with their rules."""
+    from opencleanrooms.storage import analysis_templates, change_requests, configured_tables, table_associations
+
+    for module in (configured_tables, table_associations, analysis_templates, change_requests):
+        for table in module.TABLES:
+            table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -45,6 +54,7 @@ MIGRATIONS = [
         schema.tags]),
     _create_catalog_tables,  # 2: the data catalog behind configured tables' Glue references
     _add_summary_columns,  # 3: pre-encoded list summaries
+    _create_data_plane_tables,  # 4: what members contribute under rules
 ]
 
 

@@ -1,0 +1,1 @@
+"""The analysis templates operations (not implemented yet: the pipeline answers NotImplementedException)."""

@@ -1,0 +1,1 @@
+"""The change requests operations (not implemented yet: the pipeline answers NotImplementedException)."""

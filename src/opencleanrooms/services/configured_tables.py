@@ -1,0 +1,1 @@
+"""The configured tables operations (not implemented yet: the pipeline answers NotImplementedException)."""

@@ -1,0 +1,1 @@
+"""The schemas operations (not implemented yet: the pipeline answers NotImplementedException)."""

@@ -1,0 +1,1 @@
+"""The table associations operations (not implemented yet: the pipeline answers NotImplementedException)."""
