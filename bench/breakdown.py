@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log = logging.getLogger("opencleanrooms.access")
         with db.read() as conn:
             rows, _ = membership_store.page_for_account(conn, region, account, None, None, 100)
-        summaries = [row.summary for row in rows]
+        summaries = [row[1] for row in rows]
 
         def read_tx():
             with db.read():

@@ -83,4 +83,4 @@ def ids_missing_summaries(conn: sa.Connection) -> list[str]:
 def page_for_account(conn: sa.Connection, region: str, account_id: str, status: str | None,
                      after: int | None, limit: int):
     """The caller's collaborations, newest first, as (seq, pre-encoded summary) rows."""
-    return _ACCOUNT_PAGE.fetch(conn, after, limit, region=region, account_id=account_id, status=status)
+    return _ACCOUNT_PAGE.fetch_tuples(conn, after, limit, region=region, account_id=account_id, status=status)

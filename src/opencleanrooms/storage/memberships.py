@@ -63,7 +63,7 @@ _ACCOUNT_PAGE = KeysetQuery(sa.select(MS.c.seq, MS.c.summary), MS.c.seq,
 def page_for_account(conn: sa.Connection, region: str, account_id: str, status: str | None,
                      after: int | None, limit: int):
     """The account's memberships, newest first, as (seq, pre-encoded summary) rows."""
-    return _ACCOUNT_PAGE.fetch(conn, after, limit, region=region, account_id=account_id, status=status)
+    return _ACCOUNT_PAGE.fetch_tuples(conn, after, limit, region=region, account_id=account_id, status=status)
 
 
 def joined_for_collaboration(conn: sa.Connection, collaboration_id: str):
