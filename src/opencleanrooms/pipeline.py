@@ -56,7 +56,8 @@ class Pipeline:
             account_id = self._credentials.account(identity.access_key_id)
             route = self._router.match(method, raw_path)
             if route is None:
-                raise ServiceError("UnknownOperationException", f"No operation matches {method} {raw_path}.",
+                shown = raw_path if len(raw_path) <= 200 else raw_path[:200] + "..."
+                raise ServiceError("UnknownOperationException", f"No operation matches {method} {shown}.",
                                    status=404)
             op = route.operation
             operation = op.name
