@@ -37,7 +37,7 @@ def test_everything_survives_restarts_and_sigkill(tmp_path):
 
 
 def test_list_summaries_missing_from_older_rows_are_rebuilt_at_start(tmp_path):
-    """Rows written before summaries were stored (schema version 2) get them when the server starts."""
+    """A database from before summaries were stored (schema version 2) is upgraded and its rows get summaries."""
     server = ServerProcess(tmp_path / "data").start()
     try:
         a, b = (_Party(server, server.new_account()) for _ in range(2))
@@ -45,9 +45,10 @@ def test_list_summaries_missing_from_older_rows_are_rebuilt_at_start(tmp_path):
         memberships = [join(b, c["id"]) for c in collaborations[:2]]
         before = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())
         server.stop()
-        with sqlite3.connect(server.data_dir / "opencleanrooms.db") as conn:
-            conn.execute("UPDATE members SET summary = NULL")
-            conn.execute("UPDATE memberships SET summary = NULL")
+        with sqlite3.connect(server.data_dir / "opencleanrooms.db") as conn:  # back to what version 2 had
+            conn.execute("ALTER TABLE members DROP COLUMN summary")
+            conn.execute("ALTER TABLE memberships DROP COLUMN summary")
+            conn.execute("DELETE FROM schema_version WHERE version > 2")
         server.start()
         a.client, b.client = server.client(a.account), server.client(b.account)
         after = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())

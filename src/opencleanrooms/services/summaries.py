@@ -13,7 +13,8 @@ from opencleanrooms.encoded import encode
 from opencleanrooms.services import arns
 from opencleanrooms.storage import collaborations as collaboration_store
 from opencleanrooms.storage import memberships as membership_store
-from opencleanrooms.storage.database import Database
+from opencleanrooms.storage import server_state
+from opencleanrooms.storage.database import SUMMARIES_BACKFILL, Database
 
 
 def refresh(conn: sa.Connection, collaboration_id: str) -> None:
@@ -27,12 +28,16 @@ def refresh(conn: sa.Connection, collaboration_id: str) -> None:
 
 
 def backfill(db: Database) -> int:
-    """Fill summaries missing from rows written before they existed; returns the collaborations refreshed."""
+    """Fill summaries missing from rows written before they existed (once, after the migration that added them,
+    so that an ordinary start costs nothing); returns the collaborations refreshed."""
     with db.write() as conn:
+        if not server_state.exists(conn, SUMMARIES_BACKFILL):
+            return 0
         ids = set(collaboration_store.ids_missing_summaries(conn))
         ids.update(membership_store.collaboration_ids_missing_summaries(conn))
         for collaboration_id in ids:
             refresh(conn, collaboration_id)
+        server_state.remove(conn, SUMMARIES_BACKFILL)
     return len(ids)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from opencleanrooms.storage import schema
+from opencleanrooms.storage import schema, server_state
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -25,6 +25,9 @@ def _create_catalog_tables(conn: sa.Connection) -> None:
     from opencleanrooms.catalog.store import create_table
 
     create_table(conn)
+
+
+SUMMARIES_BACKFILL = "backfill:list-summaries"  # set when rows exist whose summaries must be computed
 
 
 def _add_summary_columns(conn: sa.Connection) -> None:
@@ -36,6 +39,7 @@ def _add_summary_columns(conn: sa.Connection) -> None:
     for table in ("members", "memberships"):
         if "summary" not in {column["name"] for column in inspector.get_columns(table)}:
             conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN summary TEXT"))
+            server_state.put(conn, SUMMARIES_BACKFILL, "pending")
 
 
 def _create_data_plane_tables(conn: sa.Connection) -> None:

@@ -15,3 +15,16 @@ def get_or_create_secret(conn: sa.Connection, name: str) -> str:
         value = secrets.token_hex(32)
         conn.execute(S.insert().values(name=name, value=value))
     return value
+
+
+def put(conn: sa.Connection, name: str, value: str) -> None:
+    conn.execute(S.delete().where(S.c.name == name))
+    conn.execute(S.insert().values(name=name, value=value))
+
+
+def exists(conn: sa.Connection, name: str) -> bool:
+    return conn.execute(sa.select(S.c.name).where(S.c.name == name)).first() is not None
+
+
+def remove(conn: sa.Connection, name: str) -> None:
+    conn.execute(S.delete().where(S.c.name == name))
