@@ -49,6 +49,7 @@ class World:
     oc: dict  # collaboration O-C
     memberships: dict[str, dict]  # "V/T", "V/OC", "W/T", "O/OC", "R/T"
     tokens: dict[str, str]  # V's page tokens
+    change_requests: dict[str, dict]  # "T": V's pending request in T, "OC": V's in O-C
 
     def inside(self, role: str) -> dict | None:
         """The collaboration where the role's account has a member row (not as creator)."""
@@ -92,8 +93,22 @@ def world(server) -> World:
         "ListMembers/T": v("ListMembers", collaborationIdentifier=t["id"], maxResults=1)["nextToken"],
         "ListMembers/OC": v("ListMembers", collaborationIdentifier=oc["id"], maxResults=1)["nextToken"],
     }
+    change_requests = {"T": _propose(v, t, new().id), "OC": _propose(v, oc, new().id)}
+    _propose(v, t, new().id)
+    tokens["ListCollaborationChangeRequests/T"] = v("ListCollaborationChangeRequests", collaborationIdentifier=t["id"],
+                                                    maxResults=1)["nextToken"]
     attackers = {"non_member": n, "invitee": i, "removed": r, "other_member": o, "left": left}
-    return World(server, v, w, attackers, t, oc, memberships, tokens)
+    return World(server, v, w, attackers, t, oc, memberships, tokens, change_requests)
+
+
+def _propose(creator: RawClient, collaboration: dict, account_id: str) -> dict:
+    return creator("CreateCollaborationChangeRequest", collaborationIdentifier=collaboration["id"], changes=[
+        _member_change(account_id)])["collaborationChangeRequest"]
+
+
+def _member_change(account_id: str) -> dict:
+    return {"specificationType": "MEMBER", "specification": {"member": {
+        "accountId": account_id, "memberAbilities": ["CAN_RECEIVE_RESULTS"], "displayName": f"member {account_id}"}}}
 
 
 def _read(call, *args, **kwargs):
@@ -119,6 +134,9 @@ def victim_view(world: World) -> dict:
                         for cid in ids},
             "membership": {m["id"]: _read(client, "GetMembership", membershipIdentifier=m["id"]) for m in own},
             "tags": {m["arn"]: _read(client, "ListTagsForResource", resourceArn=m["arn"]) for m in own},
+            "change_requests": {cid: _read(client.pages, "ListCollaborationChangeRequests",
+                                           "collaborationChangeRequestSummaries", collaborationIdentifier=cid)
+                                for cid in ids},
         }
     for c in (world.t, world.oc):
         view["V"]["tags"][c["arn"]] = _read(world.v, "ListTagsForResource", resourceArn=c["arn"])
@@ -300,7 +318,67 @@ def attack_list_tags_for_resource(a: Attempts) -> None:
         a.tags("ListTagsForResource", arn)
 
 
+_ACTIONS = ("APPROVE", "DENY", "CANCEL", "COMMIT")
+
+
+def _foreign_change_request(a: Attempts, operation: str, **params) -> None:
+    """Through a collaboration the attacker is in, the victim's request of T is as unknown as a random id."""
+    inside = a.world.inside(a.role)
+    if inside is None or inside is a.world.t:
+        return
+    request = a.world.change_requests["T"]
+    a.refused("ResourceNotFoundException", operation,
+              {"collaborationIdentifier": inside["id"], "changeRequestIdentifier": request["id"], **params},
+              hide=request["id"],
+              unknown={"collaborationIdentifier": inside["id"], "changeRequestIdentifier": _unknown_id(), **params})
+
+
+def attack_create_collaboration_change_request(a: Attempts) -> None:
+    for c in (a.world.t, a.world.oc):  # only the creator proposes changes
+        a.collaboration("AccessDeniedException", "CreateCollaborationChangeRequest", c,
+                        changes=[_member_change(a.attacker.id)])
+
+
+def attack_get_collaboration_change_request(a: Attempts) -> None:
+    world = a.world
+    outside = world.outside(a.role)
+    key = "T" if outside is world.t else "OC"
+    a.collaboration("AccessDeniedException", "GetCollaborationChangeRequest", outside,
+                    changeRequestIdentifier=world.change_requests[key]["id"])
+    if a.role in ("removed", "left"):  # former members no longer read them
+        a.collaboration("AccessDeniedException", "GetCollaborationChangeRequest", world.t,
+                        changeRequestIdentifier=world.change_requests["T"]["id"])
+    _foreign_change_request(a, "GetCollaborationChangeRequest")
+
+
+def attack_update_collaboration_change_request(a: Attempts) -> None:
+    world = a.world
+    for action in _ACTIONS:
+        for key, c in (("T", world.t), ("OC", world.oc)):
+            if c is world.inside(a.role) and a.role == "other_member" and action in ("APPROVE", "DENY"):
+                continue  # O is an active member of O-C: voting on its requests is its right
+            # The invitee (not asked to vote) and members that are not the creator are refused too.
+            a.collaboration("AccessDeniedException", "UpdateCollaborationChangeRequest", c,
+                            changeRequestIdentifier=world.change_requests[key]["id"], action=action)
+        _foreign_change_request(a, "UpdateCollaborationChangeRequest", action=action)
+
+
+def attack_list_collaboration_change_requests(a: Attempts) -> None:
+    world = a.world
+    a.collaboration("AccessDeniedException", "ListCollaborationChangeRequests", world.outside(a.role))
+    if a.role in ("removed", "left"):
+        a.collaboration("AccessDeniedException", "ListCollaborationChangeRequests", world.t)
+    inside = world.inside(a.role)
+    if inside is not None:
+        a.token("ListCollaborationChangeRequests", world.tokens["ListCollaborationChangeRequests/T"],
+                collaborationIdentifier=inside["id"])
+
+
 ATTACKS = {
+    "CreateCollaborationChangeRequest": attack_create_collaboration_change_request,
+    "GetCollaborationChangeRequest": attack_get_collaboration_change_request,
+    "UpdateCollaborationChangeRequest": attack_update_collaboration_change_request,
+    "ListCollaborationChangeRequests": attack_list_collaboration_change_requests,
     "CreateCollaboration": attack_create_collaboration,
     "GetCollaboration": attack_get_collaboration,
     "UpdateCollaboration": attack_update_collaboration,

@@ -84,3 +84,9 @@ def page_for_account(conn: sa.Connection, region: str, account_id: str, status: 
                      after: int | None, limit: int):
     """The caller's collaborations, newest first, as (seq, pre-encoded summary) rows."""
     return _ACCOUNT_PAGE.fetch_tuples(conn, after, limit, region=region, account_id=account_id, status=status)
+
+
+def add_member(conn: sa.Connection, collaboration_id: str, row: dict) -> None:
+    """A member row for an account invited to an existing collaboration (after its creation)."""
+    seq = conn.execute(sa.select(C.c.seq).where(C.c.id == collaboration_id)).scalar_one()
+    conn.execute(M.insert().values(collaboration_id=collaboration_id, collaboration_seq=seq, **row))
