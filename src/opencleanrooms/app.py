@@ -8,6 +8,7 @@ import os
 import time
 
 from opencleanrooms.auth.credentials import CredentialCache
+from opencleanrooms.catalog import S3Settings
 from opencleanrooms.config import ENV_SETTINGS, Settings
 from opencleanrooms.http.asgi import AsgiApp
 from opencleanrooms.pipeline import Pipeline
@@ -39,9 +40,10 @@ def build_app(settings: Settings) -> AsgiApp:
         token_key = bytes.fromhex(server_state.get_or_create_secret(conn, TOKEN_KEY_NAME))
     tokens = PageTokens(token_key)
     quotas = Quotas.with_overrides(settings.quotas)
+    s3 = S3Settings.from_server_settings(settings)
 
     def make_context(**fields) -> RequestContext:
-        return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, **fields)
+        return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, s3=s3, **fields)
 
     pipeline = Pipeline(
         service_model=load_service_model(),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from opencleanrooms.catalog import S3Settings
     from opencleanrooms.services.pagination import PageTokens
     from opencleanrooms.services.quotas import Quotas
     from opencleanrooms.storage.database import Database
@@ -21,3 +22,4 @@ class RequestContext:
     db: Database
     tokens: PageTokens
     quotas: Quotas
+    s3: S3Settings | None = None  # how the catalog reaches tables at s3:// locations (the server's [s3] settings)

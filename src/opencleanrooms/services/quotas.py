@@ -11,6 +11,8 @@ DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
     "collaborations": ("Collaborations created per account", 10),
     "memberships": ("Memberships per account", 100),
     "members": ("Members invited per collaboration", 5),
+    "configured_tables": ("Configured tables per account", 250),
+    "allowed_columns": ("Columns per configured table allowlist", 100),
 }
 
 
