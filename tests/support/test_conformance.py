@@ -328,3 +328,15 @@ def test_check_functions_do_not_mutate_input():
     body = copy.deepcopy(VALID_LIST)
     list_problems(body)
     assert body == VALID_LIST
+
+
+def test_unsatisfiable_model_limits_are_exempt_and_nothing_else():
+    from tests.support.conformance import UNSATISFIABLE_LIMITS, check_output
+
+    arn_shape = SM.shape_for("ConfiguredTableAssociationArn")
+    long_arn = ("arn:aws:cleanrooms:us-east-1:123456789012:configuredtableassociation/"
+                "00000000-0000-4000-8000-000000000000/00000000-0000-4000-8000-000000000001")
+    assert ("ConfiguredTableAssociationArn", "max") in UNSATISFIABLE_LIMITS
+    assert check_output(arn_shape, long_arn) == []
+    assert check_output(SM.shape_for("CollaborationArn"), long_arn.replace("configuredtableassociation",
+                                                                              "collaboration")) != []
