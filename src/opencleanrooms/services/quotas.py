@@ -13,6 +13,7 @@ DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
     "members": ("Members invited per collaboration", 5),
     "configured_tables": ("Configured tables per account", 250),
     "allowed_columns": ("Columns per configured table allowlist", 100),
+    "analysis_templates": ("Analysis templates per membership", 25),
 }
 
 
