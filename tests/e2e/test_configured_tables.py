@@ -176,8 +176,13 @@ def test_unreadable_catalog_table_is_a_validation_error(server, party, tmp_path)
     register(server, p, "advertiser", "gone", str(tmp_path / "missing.parquet"))
     response = raises("ValidationException", create_table, p,
                       tableReference={"glue": {"databaseName": "advertiser", "tableName": "gone"}})
-    assert response["Error"]["Message"].startswith("Table advertiser.gone cannot be read:")
-    assert str(tmp_path / "missing.parquet") in response["Error"]["Message"]
+    message = response["Error"]["Message"]
+    assert message.startswith("Table advertiser.gone cannot be read:")
+    assert str(tmp_path) not in message and "missing.parquet" not in message  # server paths stay in the log
+    request_id = response["ResponseMetadata"]["RequestId"]
+    assert request_id in message
+    logged = [line for line in server.log_tail(500_000).splitlines() if f"request {request_id}:" in line]
+    assert len(logged) == 1 and str(tmp_path / "missing.parquet") in logged[0]
 
 
 def test_allowed_columns_must_be_distinct_columns_of_the_data(server, owner):

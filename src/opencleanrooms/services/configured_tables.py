@@ -8,6 +8,8 @@ own data catalog, and its allowed columns must be columns of the data.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -40,6 +42,8 @@ tags.RESOLVERS["configuredtable"] = (
     RESOURCE_TYPE,
     lambda conn, ctx, ids: len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None,
 )
+
+log = logging.getLogger("opencleanrooms")
 
 
 @operation("CreateConfiguredTable")
@@ -335,8 +339,13 @@ def _check_columns_exist(ctx: RequestContext, reference: dict, allowed: list[str
         try:
             columns = {column.name for column in catalog.read_schema(source, ctx.s3)}
         except catalog.CatalogError as exc:
-            raise errors.validation(f"Table {database}.{table} cannot be read: {exc}", field="tableReference.glue",
-                                    field_message=f"Table {database}.{table} cannot be read") from None
+            # The detail names server-side locations: it goes to the log, the caller gets the request id.
+            log.warning("request %s: catalog table %s.%s of account %s cannot be read: %s", ctx.request_id,
+                        database, table, ctx.account_id, exc)
+            raise errors.validation(
+                f"Table {database}.{table} cannot be read: its data is missing or unreadable. The server log has "
+                f"the details under request ID {ctx.request_id}.", field="tableReference.glue",
+                field_message=f"Table {database}.{table} cannot be read") from None
         what = f"Table {database}.{table}"
     elif kind == "snowflake":
         columns = {column["columnName"] for column in reference["snowflake"]["tableSchema"].get("v1") or []}
