@@ -7,14 +7,19 @@ parameters, odd content types, bodies on GET, broken JSON, wrong methods, bad si
 
 * never be a 5xx (501 only for an operation the model has but the server does not implement);
 * conform to the model (``conformance.check_response``: declared or common error code, modeled status, exact
-  shapes) and leak no internals;
+  shapes; but for the constraints no answer can meet, ``rawapi.UNSATISFIABLE``) and leak no internals;
 * refuse what is certainly invalid and succeed where success is certain (see ``fuzzgen`` for how that is known).
 
 The fuzz account works first as a stranger to the victims' collaborations, then as an invitee and a member of two
-of them. Victims' views are snapshotted through the API before and after each phase: nothing may change but what
-the fuzz account may legitimately change (its own member row). The server must still answer valid calls at the end.
+of them. Victims and the fuzz account have the sample tables in their own catalogs (the fuzz account also a broken
+entry, the victims a table only they have), configured tables with analysis rules, and change requests. Victims'
+views (``views.snapshot``: collaborations, members, memberships, change requests, configured tables and their rules,
+tags) are taken through the API before and after each phase: nothing may change but what the fuzz account may
+legitimately change (its own member row, its vote on the change request it was asked to approve). The server must
+still answer valid calls at the end.
 
-Reproduce a run with ``OPENCLEANROOMS_FUZZ_SEED=<seed>``; scale it with ``OPENCLEANROOMS_FUZZ_REQUESTS=<n>``.
+Reproduce a run with ``OPENCLEANROOMS_FUZZ_SEED=<seed>``; scale it with ``OPENCLEANROOMS_FUZZ_REQUESTS=<n>``; see what
+the valid requests of each operation got with ``OPENCLEANROOMS_FUZZ_VERBOSE=1``.
 """
 
 from __future__ import annotations
@@ -23,19 +28,23 @@ import collections
 import os
 import random
 import re
+from importlib import resources
 
 import pytest
 
-from tests.support import conformance, wire
+from opencleanrooms.catalog import commands as catalog_commands
+from tests.support import conformance, patterngen, wire
 from tests.support.builders import create_collaboration, join, member
 from tests.support.figures import figures  # noqa: F401  (fixture)
-from tests.support.fuzzgen import IMPLEMENTED, MODEL, Generator, Pools, route
+from tests.support.fuzzgen import IMPLEMENTED, MODEL, RESOURCES, Generator, Pools, pattern_problems, route
+from tests.support.rawapi import RawClient, model_problems
 from tests.support.server import Account
-from tests.support.views import diff, snapshot, without_member
+from tests.support.views import diff, snapshot, without_member, without_votes
 
 FUZZ_REQUESTS = int(os.environ.get("OPENCLEANROOMS_FUZZ_REQUESTS", "3600"))  # both phases together
 STRANGER_SHARE = 0.65  # the rest runs with the fuzz account inside victims' collaborations
 FUZZ_SEED = int(os.environ.get("OPENCLEANROOMS_FUZZ_SEED", "20220217"))
+VERBOSE = bool(os.environ.get("OPENCLEANROOMS_FUZZ_VERBOSE"))  # also report what valid requests got, per operation
 MAX_SIGNATURE_FAILURE_SHARE = 0.10  # more would mean the harness's signing, not the server, ate the requests
 
 
@@ -44,6 +53,96 @@ class Party:
         self.account = account or server.new_account()
         self.id = self.account.account_id
         self.client = server.client(self.account)
+
+
+SAMPLES = resources.files("opencleanrooms.samples")
+# The sample tables (docs/catalog.md) and their columns as the catalog reports them.
+CUSTOMERS = {"database": "advertiser", "table": "customers", "location": str(SAMPLES.joinpath("customers.parquet")),
+             "columns": ["user_id", "email_hash", "segment", "age_band", "signup_date", "lifetime_value"]}
+IMPRESSIONS = {"database": "publisher", "table": "impressions", "location": str(SAMPLES.joinpath("impressions.csv")),
+               "columns": ["user_id", "campaign_id", "impression_time", "clicks", "spend"]}
+# A catalog entry whose data is missing, under the server's directory (whose path must not reach the caller: see
+# test_unreadable_catalog_tables_do_not_reveal_server_paths); its location is set in the world.
+BROKEN = {"database": "broken", "table": "missing", "columns": ["user_id"], "readable": False}
+VICTIM_ONLY = {"database": "victimdb", "table": "ledger", "location": CUSTOMERS["location"]}
+
+
+def register(server, party, *tables) -> None:
+    """Put tables into the account's own catalog (what `opencleanrooms catalog add` does)."""
+    for t in tables:
+        catalog_commands.add_table(server.db, account_id=party.id, database=t["database"], table=t["table"],
+                                   location=t["location"])
+
+
+def glue(table: dict) -> dict:
+    return {"glue": {"databaseName": table["database"], "tableName": table["table"]}}
+
+
+SNOWFLAKE = {"snowflake": {
+    "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:snowflake-AbCdEf",
+    "accountIdentifier": "xy12345.us-east-1", "databaseName": "SALES", "schemaName": "PUBLIC", "tableName": "ORDERS",
+    "tableSchema": {"v1": [{"columnName": "order_id", "columnType": "VARCHAR"},
+                           {"columnName": "amount", "columnType": "NUMBER"}]}}}
+LIST_RULE = {"v1": {"list": {"joinColumns": ["user_id"], "listColumns": ["segment"]}}}
+AGGREGATION_RULE = {"v1": {"aggregation": {
+    "aggregateColumns": [{"columnNames": ["lifetime_value"], "function": "SUM"}], "joinColumns": ["user_id"],
+    "dimensionColumns": ["segment"], "scalarFunctions": ["ROUND"],
+    "outputConstraints": [{"columnName": "user_id", "minimum": 10, "type": "COUNT_DISTINCT"}]}}}
+CUSTOM_RULE = {"v1": {"custom": {"allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": ["444455556666"]}}}
+
+
+def configured_table(party, reference, columns, *, rule=None, **extra) -> tuple[dict, str | None]:
+    """A configured table of the party's (and its analysis rule, if given): the table and the rule's type."""
+    table = party.client.create_configured_table(name=f"table of {party.id}", tableReference=reference,
+                                                 allowedColumns=columns, analysisMethod="DIRECT_QUERY",
+                                                 **extra)["configuredTable"]
+    if rule is None:
+        return table, None
+    rule_type = {"list": "LIST", "aggregation": "AGGREGATION", "custom": "CUSTOM"}[next(iter(rule["v1"]))]
+    party.client.create_configured_table_analysis_rule(configuredTableIdentifier=table["id"],
+                                                       analysisRuleType=rule_type, analysisRulePolicy=rule)
+    return party.client.get_configured_table(configuredTableIdentifier=table["id"])["configuredTable"], rule_type
+
+
+def propose(creator, collaboration_id: str, account_id: str) -> dict:
+    """A change request inviting `account_id`."""
+    return creator.client.create_collaboration_change_request(collaborationIdentifier=collaboration_id, changes=[
+        {"specificationType": "MEMBER", "specification": {"member": {
+            "accountId": account_id, "memberAbilities": ["CAN_RECEIVE_RESULTS"],
+            "displayName": f"new {account_id}"}}}])["collaborationChangeRequest"]
+
+
+def add_tables(pools: Pools, tables, pick: str) -> None:
+    for table, rule_type in tables:
+        pools.add("ConfiguredTableIdentifier", table["id"], pick, arn=table["arn"], data=table)
+        if rule_type:
+            pools.add("ConfiguredTableAnalysisRuleType", rule_type, pick,
+                      scope={"configuredTableIdentifier": table["id"]})
+
+
+def add_change_requests(pools: Pools, requests, pick: str) -> None:
+    for r in requests:
+        pools.add("CollaborationChangeRequestIdentifier", r["id"], pick,
+                  scope={"collaborationIdentifier": r["collaborationId"]}, data=r)
+
+
+def associate(client: RawClient, pools: Pools, membership: dict, table: dict, rule_type: str | None, *,
+              pinned: bool = False) -> dict:
+    """Associate a configured table with the membership's collaboration (with a collaboration analysis rule of the
+    table rule's type), and put both into the pools (`pinned`: never to be deleted by the fuzz)."""
+    association = client("CreateConfiguredTableAssociation", membershipIdentifier=membership["id"],
+                         configuredTableIdentifier=table["id"], name=f"fuzz_{table['id'][:8]}",
+                         roleArn="arn:aws:iam::123456789012:role/fuzz-table-access")["configuredTableAssociation"]
+    scope = {"membershipIdentifier": membership["id"]}
+    pools.add("ConfiguredTableAssociationIdentifier", association["id"], "own", arn=association["arn"], scope=scope,
+              data=association, pinned=pinned)
+    if rule_type:
+        client("CreateConfiguredTableAssociationAnalysisRule", membershipIdentifier=membership["id"],
+               configuredTableAssociationIdentifier=association["id"], analysisRuleType=rule_type,
+               analysisRulePolicy={"v1": {rule_type.lower(): {"allowedResultReceivers": []}}})
+        pools.add("ConfiguredTableAssociationAnalysisRuleType", rule_type, "own",
+                  scope={**scope, "configuredTableAssociationIdentifier": association["id"]}, pinned=pinned)
+    return association
 
 
 @pytest.fixture(scope="module")
@@ -60,30 +159,67 @@ def world(server):
     left = join(v3, c1["id"])
     v3.client.delete_membership(membershipIdentifier=left["id"])
     v2.client.delete_member(collaborationIdentifier=c2["id"], accountId=v3.id)
+    # Change requests: pending (v2 votes on c1's), cancelled and committed ones, before c3 goes.
+    victim_requests = [propose(v1, c1["id"], h3.id), propose(v1, c1["id"], "999999999990"),
+                       propose(v2, c2["id"], h3.id), propose(v1, c3["id"], h3.id)]
+    v1.client.update_collaboration_change_request(collaborationIdentifier=c1["id"],
+                                                  changeRequestIdentifier=victim_requests[1]["id"], action="CANCEL")
     v1.client.delete_collaboration(collaborationIdentifier=c3["id"])
-    # The fuzz account's sandbox: its own collaboration, an open invitation and a joined one from helpers.
+    # Victims' configured tables, over their own catalogs, with rules and tags.
+    register(server, v1, CUSTOMERS, VICTIM_ONLY)
+    register(server, v2, IMPRESSIONS)
+    victim_tables = [
+        configured_table(v1, glue(CUSTOMERS), CUSTOMERS["columns"], rule=AGGREGATION_RULE, tags={"t": "v1"}),
+        configured_table(v1, glue(VICTIM_ONLY), ["user_id", "segment"], rule=LIST_RULE),
+        configured_table(v1, SNOWFLAKE, ["order_id", "amount"], rule=CUSTOM_RULE, description="victim's"),
+        configured_table(v2, glue(IMPRESSIONS), IMPRESSIONS["columns"], tags={"t": "v2"}),
+    ]
+    # The fuzz account's sandbox: its own collaboration, an open invitation and a joined one from helpers, its own
+    # catalog (the sample tables and a broken entry) and configured tables.
     own = create_collaboration(fuzzer, [member(h1), member(h2)], name="fuzz sandbox", tags={"sandbox": "1"})
     own_membership = join(fuzzer, own["id"], tags={"sandbox": "1"})
     invite = create_collaboration(h1, [member(fuzzer)], name="helper invite", abilities=[])
     joined = create_collaboration(h2, [member(fuzzer)], name="helper joined", abilities=[])
     joined_membership = join(fuzzer, joined["id"])
+    register(server, fuzzer, CUSTOMERS, IMPRESSIONS,
+             {**BROKEN, "location": str(server.data_dir / "fuzz-missing" / "missing.parquet")})
+    own_tables = [configured_table(fuzzer, glue(CUSTOMERS), CUSTOMERS["columns"], rule=LIST_RULE),
+                  configured_table(fuzzer, glue(IMPRESSIONS), IMPRESSIONS["columns"][:3]),
+                  configured_table(fuzzer, SNOWFLAKE, ["order_id"], rule=CUSTOM_RULE),
+                  configured_table(fuzzer, glue(CUSTOMERS), ["user_id", "segment", "age_band"], rule=LIST_RULE),
+                  configured_table(fuzzer, glue(CUSTOMERS), ["user_id", "segment"], rule=LIST_RULE)]
+    own_requests = [propose(fuzzer, own["id"], h3.id), propose(fuzzer, own["id"], "999999999980"),
+                    propose(fuzzer, own["id"], "999999999981"), propose(h2, joined["id"], h3.id)]
     victims = (v1, v2, v3)
-    pools = Pools(
-        account_id=fuzzer.id,
-        own_collaborations=[{"id": own["id"], "arn": own["arn"], "members": [h1.id, h2.id], "deleted": False}],
-        own_memberships=[{"id": m["id"], "arn": m["arn"], "collaboration_id": m["collaborationId"], "gone": False}
-                         for m in (own_membership, joined_membership)],
-        invited=[invite["id"], joined["id"]],
-        foreign_collaborations=[c1["id"], c2["id"], c3["id"]],
-        foreign_memberships=[m["id"] for m in memberships] + [left["id"]],
-        foreign_arns=[c["arn"] for c in (c1, c2, c3)] + [m["arn"] for m in memberships],
-        invitable_accounts=[h1.id, h2.id, h3.id],
-        other_accounts=[v.id for v in victims],
-    )
+    pools = Pools(account_id=fuzzer.id, invitable_accounts=[h1.id, h2.id, h3.id],
+                  other_accounts=[v.id for v in victims],
+                  catalog=[CUSTOMERS, IMPRESSIONS, BROKEN],
+                  foreign_catalog=[(VICTIM_ONLY["database"], VICTIM_ONLY["table"])])
+    pools.add("CollaborationIdentifier", own["id"], "own", arn=own["arn"], data=own, members=[h1.id, h2.id])
+    for c in (invite, joined):
+        pools.add("CollaborationIdentifier", c["id"], "invited", arn=c["arn"], data=c)
+    for c in (c1, c2, c3):
+        pools.add("CollaborationIdentifier", c["id"], "foreign", arn=c["arn"], data=c)
+    for m in (own_membership, joined_membership):
+        pools.add("MembershipIdentifier", m["id"], "own", arn=m["arn"], data=m)
+    for m in memberships + [left]:
+        pools.add("MembershipIdentifier", m["id"], "foreign", arn=None if m is left else m["arn"], data=m)
+    add_tables(pools, victim_tables, "foreign")
+    add_tables(pools, own_tables, "own")
+    add_change_requests(pools, victim_requests, "foreign")
+    add_change_requests(pools, own_requests, "own")
+    if "CreateConfiguredTableAssociation" in IMPLEMENTED:  # associations (one with its rule) to reach them from
+        raw = RawClient(server.port, fuzzer.account)
+        associate(raw, pools, own_membership, *own_tables[0])
+        associate(raw, pools, joined_membership, *own_tables[2])
+        associate(raw, pools, joined_membership, *own_tables[3], pinned=True)  # in a helper's collaboration
+        associate(raw, pools, own_membership, own_tables[4][0], None)
     pools.tokens["victims"] = [
         v1.client.list_collaborations(maxResults=1)["nextToken"],
         v1.client.list_memberships(maxResults=1)["nextToken"],
         v1.client.list_members(collaborationIdentifier=c1["id"], maxResults=1)["nextToken"],
+        v1.client.list_configured_tables(maxResults=1)["nextToken"],
+        v1.client.list_collaboration_change_requests(collaborationIdentifier=c1["id"], maxResults=1)["nextToken"],
     ]
     return {"victims": victims, "fuzzer": fuzzer, "pools": pools, "helpers": (h1, h2, h3)}
 
@@ -109,7 +245,7 @@ def judge(request, reply: wire.Reply) -> list[str]:
             and routed is not None and routed[0] not in IMPLEMENTED
         if not unimplemented:
             problems.append(f"5xx: {reply.describe()}")
-    problems += conformance.check_response(MODEL.operation_model(operation), reply.status, reply.headers, reply.body)
+    problems += model_problems(MODEL.operation_model(operation), reply)
     sent = (request.path + request.query).encode() + request.body
     problems += [f"error body leaks {word!r}" for word in wire.leaked(reply) if word.encode() not in sent]
     if b"locked" in reply.body.lower() and b"locked" not in sent.lower():
@@ -132,10 +268,16 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
     by_category: collections.Counter = collections.Counter()
     per_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     expectations: collections.Counter = collections.Counter()
+    valid: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     signature_failures = 0
     for i in range(count):
         operation = IMPLEMENTED[i % len(IMPLEMENTED)] if i < len(IMPLEMENTED) else rng.choice(IMPLEMENTED)
-        request = generator.request(operation)
+        if i >= len(IMPLEMENTED) and rng.random() < 0.2:  # more tries for operations that have not succeeded yet
+            unreached = [op for op in IMPLEMENTED if not per_op[op]["2xx"]]
+            operation = rng.choice(unreached) if unreached else operation
+        # Operations that have not succeeded yet get unmutated requests more often, so that reaching them does not
+        # hang on luck; every operation must succeed at least once (checked below).
+        request = generator.request(operation, mutate=None if per_op[operation]["2xx"] else rng.random() < 0.3)
         expectations[request.expect or "either"] += 1
         try:
             reply = send(server, account, request)
@@ -146,6 +288,8 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
                 break
             continue
         per_op[operation]["2xx" if reply.status < 300 else str(reply.status)] += 1
+        if not request.why:  # valid requests: what they got, by what was expected
+            valid[operation][f"{request.expect or 'either'}->{reply.error_type or reply.status}"] += 1
         if reply.error_type in ("InvalidSignatureException", "IncompleteSignatureException") and request.sign \
                 and request.secret_override is None:
             signature_failures += 1
@@ -163,6 +307,9 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
             f"signature failures={signature_failures} bad answers={sum(by_category.values())}")
     figures(f"fuzz[{phase}]: per operation " + ", ".join(
         f"{op}={sum(c.values())}({c['2xx']} ok)" for op, c in sorted(per_op.items())))
+    if VERBOSE:
+        for op, outcomes in sorted(valid.items()):
+            figures(f"fuzz[{phase}]: valid {op}: " + ", ".join(f"{k}={n}" for k, n in outcomes.most_common()))
     problems = []
     if failures:
         problems.append(f"{sum(by_category.values())} bad answers {dict(by_category)}; first ones of each kind:\n  "
@@ -171,7 +318,8 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
         problems.append("the server died during the fuzz")
     never_ok = [op for op in IMPLEMENTED if per_op[op]["2xx"] == 0]
     if never_ok:
-        problems.append(f"the fuzz never got past validation for {never_ok}: the generator lost its reach")
+        problems.append(f"the fuzz never got past validation for {never_ok}: the generator lost its reach (a new "
+                        "operation needs a nudge in fuzzgen.NUDGES, and maybe resources in the world fixture)")
     if signature_failures > MAX_SIGNATURE_FAILURE_SHARE * count:
         problems.append(f"{signature_failures} signature failures: the harness, not the server, ate the requests")
     return [f"fuzz[{phase}] seed={seed}: {p}" for p in problems]
@@ -199,9 +347,58 @@ def test_generated_valid_inputs_satisfy_the_model(world):
         for _ in range(150):
             request = generator.request(operation, mutate=False)
             assert conformance.check_output(shape, request.params) == [], (operation, request.params)
+            assert pattern_problems(shape, request.params) == [], (operation, request.params)
             report = validator.validate(request.params, shape)
             assert not report.has_errors(), (operation, report.generate_report())
             assert route(request.method, request.path)[0] == operation, request.describe()
+
+
+def test_every_patterned_string_of_the_model_can_be_drawn():
+    """Every patterned string shape in any operation's input (implemented or not) gets values from its pattern
+    that match it as a whole and fit its length bounds, so a new operation never lacks a generator."""
+    rng = random.Random(FUZZ_SEED)
+    shapes: dict[str, object] = {}
+
+    def walk(shape):
+        if shape.name in shapes:
+            return
+        shapes[shape.name] = shape
+        children = {"structure": lambda: shape.members.values(), "list": lambda: [shape.member],
+                    "map": lambda: [shape.key, shape.value]}.get(shape.type_name, lambda: [])()
+        for child in children:
+            walk(child)
+
+    for name in MODEL.operation_names:
+        walk(MODEL.operation_model(name).input_shape)
+    patterned = [s for s in shapes.values() if s.type_name == "string" and "pattern" in s.metadata and not s.enum]
+    assert len(patterned) > 50
+    for shape in patterned:
+        lo, hi = shape.metadata.get("min", 0), shape.metadata.get("max", 10_000)
+        for _ in range(20):
+            value = patterngen.generate(shape.metadata["pattern"], rng, lo, hi)
+            assert lo <= len(value) <= hi and patterngen.matches(shape.metadata["pattern"], value), (shape.name, value)
+
+
+def test_resources_are_derived_from_the_model():
+    """What the pools learn from: each Create operation, the identifier shape its resource is named by, and the
+    parent it lives under."""
+    expected = {
+        "CreateCollaboration": ("CollaborationIdentifier", (), False),
+        "CreateMembership": ("MembershipIdentifier", (), False),
+        "CreateConfiguredTable": ("ConfiguredTableIdentifier", (), False),
+        "CreateConfiguredTableAnalysisRule": ("ConfiguredTableAnalysisRuleType", ("configuredTableIdentifier",), True),
+        "CreateCollaborationChangeRequest": ("CollaborationChangeRequestIdentifier", ("collaborationIdentifier",),
+                                             False),
+        "CreateConfiguredTableAssociation": ("ConfiguredTableAssociationIdentifier", ("membershipIdentifier",), False),
+    }
+    for create, (shape, scope, typed) in expected.items():
+        resource = RESOURCES[create]
+        assert (resource.shape, resource.scope, resource.typed) == (shape, scope, typed), resource
+    assert RESOURCES["CreateConfiguredTable"].delete == "DeleteConfiguredTable"
+    assert RESOURCES["CreateCollaborationChangeRequest"].delete is None
+    made = [op for op in IMPLEMENTED if op.startswith("Create") and op in RESOURCES]
+    assert set(made) >= {"CreateCollaboration", "CreateMembership", "CreateConfiguredTable",
+                         "CreateConfiguredTableAnalysisRule", "CreateCollaborationChangeRequest"}
 
 
 def test_fuzz_as_a_stranger(server, world, figures):
@@ -220,8 +417,8 @@ def test_fuzz_as_a_stranger(server, world, figures):
 
 def test_fuzz_as_an_invitee_and_a_member(server, world, figures):
     """Phase 2: the fuzz account is invited to one victim collaboration and active in another. It may join, leave
-    and manage its own membership; nothing else of the victims' may change (names, descriptions, other members,
-    tags, memberships)."""
+    and manage its own membership, and vote on the change request it was asked to approve; nothing else of the
+    victims' may change (names, descriptions, other members, tags, memberships, change requests, tables)."""
     (v1, v2, v3), fuzzer, pools = world["victims"], world["fuzzer"], world["pools"]
     invited = create_collaboration(v1, [member(fuzzer, [], "fuzzer"), member(v2)], name="fuzzer invited",
                                    description="the fuzz account may join", tags={"phase": "2"})
@@ -231,23 +428,55 @@ def test_fuzz_as_an_invitee_and_a_member(server, world, figures):
         join(v1, collaboration["id"], tags={"owner": "v1"})
     join(v2, invited["id"])
     own = join(fuzzer, active["id"])
-    pools.invited += [invited["id"], active["id"]]
-    pools.own_memberships.append({"id": own["id"], "arn": own["arn"], "collaboration_id": active["id"],
-                                  "gone": False})
-    pools.foreign_arns += [invited["arn"], active["arn"]]
+    # The fuzz account votes on the first (it was ACTIVE when it was made), only reads the second.
+    requests = [propose(v1, active["id"], world["helpers"][2].id), propose(v1, invited["id"], "999999999991")]
+    assert fuzzer.id in requests[0]["approvals"] and fuzzer.id not in requests[1]["approvals"]
+    for c in (invited, active):
+        pools.add("CollaborationIdentifier", c["id"], "invited", arn=c["arn"], data=c)
+    pools.add("MembershipIdentifier", own["id"], "own", arn=own["arn"], data=own)
+    add_change_requests(pools, requests, "foreign")
+    helpers = world["helpers"]  # and a fresh sandbox of its own (phase 1 may have deleted the first)
+    sandbox = create_collaboration(fuzzer, [member(h) for h in helpers], name="fuzz sandbox 2")
+    pools.add("CollaborationIdentifier", sandbox["id"], "own", arn=sandbox["arn"], data=sandbox,
+              members=[h.id for h in helpers])
+    sandbox_membership = join(fuzzer, sandbox["id"])
+    pools.add("MembershipIdentifier", sandbox_membership["id"], "own", arn=sandbox_membership["arn"],
+              data=sandbox_membership)
+    fresh_tables = [configured_table(fuzzer, glue(CUSTOMERS), CUSTOMERS["columns"], rule=AGGREGATION_RULE),
+                    configured_table(fuzzer, SNOWFLAKE, ["order_id", "amount"], rule=CUSTOM_RULE),
+                    configured_table(fuzzer, glue(IMPRESSIONS), IMPRESSIONS["columns"])]
+    add_tables(pools, fresh_tables, "own")
+    add_change_requests(pools, [propose(fuzzer, sandbox["id"], f"99999999999{i}") for i in range(2, 5)], "own")
+    if "CreateConfiguredTableAssociation" in IMPLEMENTED:
+        hosted = create_collaboration(helpers[2], [member(fuzzer)], name="helper hosts", abilities=[])
+        hosted_membership = join(fuzzer, hosted["id"])
+        pools.add("CollaborationIdentifier", hosted["id"], "invited", arn=hosted["arn"], data=hosted)
+        pools.add("MembershipIdentifier", hosted_membership["id"], "own", arn=hosted_membership["arn"],
+                  data=hosted_membership)
+        raw = RawClient(server.port, fuzzer.account)
+        associate(raw, pools, sandbox_membership, *fresh_tables[0])
+        associate(raw, pools, hosted_membership, *fresh_tables[1], pinned=True)
     ids = (invited["id"], active["id"])
-    before, rows_before = {}, None
+
+    def view(v):
+        trimmed, rows = without_member(snapshot(v.client, v.id), fuzzer.id, ids)
+        trimmed, votes = without_votes(trimmed, fuzzer.id, ids)
+        return trimmed, rows, votes
+
+    before, rows_before, votes_before = {}, None, {}
     for v in (v1, v2, v3):  # v1 created both, so its member lists show the fuzz account's rows
-        before[v.id], rows = without_member(snapshot(v.client, v.id), fuzzer.id, ids)
+        before[v.id], rows, votes = view(v)
         rows_before = rows_before or rows
+        votes_before.update(votes)
     problems = fuzz(server, fuzzer.account, pools, FUZZ_SEED + 1, FUZZ_REQUESTS - int(FUZZ_REQUESTS * STRANGER_SHARE),
                     figures, "member")
     healthy(server, fuzzer)
     healthy(server, v1)
-    rows_after = None
+    rows_after, votes_after = None, {}
     for v in (v1, v2, v3):
-        after, rows = without_member(snapshot(v.client, v.id), fuzzer.id, ids)
+        after, rows, votes = view(v)
         rows_after = rows_after or rows
+        votes_after.update(votes)
         assert after == before[v.id], f"victim {v.id} changed: " + "\n".join(diff(before[v.id], after))
     for cid in ids:  # the fuzz account's own row: only its status (and membership) may have moved, legitimately
         (was,), (now,) = rows_before[cid], rows_after[cid]
@@ -256,6 +485,18 @@ def test_fuzz_as_an_invitee_and_a_member(server, world, figures):
         allowed = {"INVITED": {"INVITED", "ACTIVE", "LEFT"}, "ACTIVE": {"ACTIVE", "LEFT"}}[was["status"]]
         assert now["status"] in allowed, (cid, was["status"], now["status"])
         assert ("membershipId" in now) == (now["status"] == "ACTIVE"), now
+    assert set(votes_after) == set(votes_before) == {requests[0]["id"]}
+    for rid, now in votes_after.items():  # its vote, and the status that follows from the votes
+        was = votes_before[rid]
+        assert was["approvals"][fuzzer.id] == {"status": "PENDING"} and was["status"] == "PENDING"
+        vote = now["approvals"][fuzzer.id]["status"]
+        assert vote in ("PENDING", "APPROVED", "DENIED"), now
+        tally = [a["status"] for a in now["approvals"].values()]
+        expected = "DENIED" if "DENIED" in tally else "APPROVED" if set(tally) == {"APPROVED"} else "PENDING"
+        assert now["status"] == expected, now
+        assert (now["updateTime"] == was["updateTime"]) == (vote == "PENDING"), (was, now)
+    figures(f"fuzz[member]: the fuzz account's vote on the change request it was asked to approve: "
+            f"{votes_after[requests[0]['id']]['approvals'][fuzzer.id]['status']}")
     assert not problems, "\n".join(problems)
 
 
@@ -361,3 +602,25 @@ def _create_body(**extra) -> bytes:
             "queryLogStatus": "DISABLED"}
     body.update(extra)
     return _json(body)
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_unreadable_catalog_tables_do_not_reveal_server_paths(server, kind):
+    """Found by the fuzz: SECURITY.md promises that no file path is ever sent to a client, but a configured table
+    over a catalog entry whose data cannot be read was refused with the server-side location in the message
+    ("Table broken.t cannot be read: Table location /srv/.../t.parquet does not exist", or DuckDB's error naming the
+    file). The caller would learn where the server keeps data; the refusal names the table only."""
+    a = Party(server)
+    directory = server.data_dir / f"catalog-{a.id}"
+    location = directory / "t.parquet"
+    if kind == "corrupt":
+        directory.mkdir()
+        location.write_bytes(b"PAR1 this is not parquet")
+    register(server, a, {"database": "broken", "table": "t", "location": str(location)})
+    reply = wire.send(server.port, a.account, "POST", "/configuredTables", body=_json({
+        "name": "t", "tableReference": {"glue": {"databaseName": "broken", "tableName": "t"}},
+        "allowedColumns": ["user_id"], "analysisMethod": "DIRECT_QUERY"}))
+    assert (reply.status, reply.error_type) == (400, "ValidationException"), reply.describe()
+    assert not model_problems(MODEL.operation_model("CreateConfiguredTable"), reply)
+    for secret in (str(location), str(server.data_dir), location.name):
+        assert secret.encode() not in reply.body, f"the answer reveals {secret!r}: {reply.describe(600)}"

@@ -9,11 +9,23 @@ generated request carries what the test may expect of it without knowing the ser
 * ``expect == "ok"``: certainly valid and aimed at the caller's own live resource, so it must succeed;
 * ``expect is None``: either outcome may be right; only the generic checks (no 5xx, model conformance) apply.
 
+Strings with a pattern are drawn from the pattern itself (``patterngen``), so any shape of the model has values.
+Identifiers come from ``Pools``, keyed by the identifier's shape name (ConfiguredTableIdentifier, ...): the kinds
+of resources are derived from the model (``RESOURCES``: CreateX makes one, GetX names it by one more label, DeleteX
+removes it, the CreateX labels are its parent), and every successful answer is learned from, so a new operation's
+resources are pooled with no code. Identifiers of resources under a parent (a change request in its collaboration,
+an analysis rule's type on its table) are linked to the parent named in the same request most of the time.
+Behaviour the model does not state (what makes a request succeed) is in per-operation nudges (``NUDGES``).
+
 A seeded ``random.Random`` drives everything, so a seed reproduces a run (given the same pool contents).
+
+Adding an operation: it is generated, mutated and pooled as it is; for its valid requests to succeed some of the
+time, add a nudge in ``NUDGES`` (and in ``OK_WHEN_OWN`` or ``CREATOR_ONLY`` where the outcome is certain).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -26,6 +38,7 @@ import botocore.model
 
 from opencleanrooms.protocol.model import load_service_model
 from opencleanrooms.services.registry import load_all
+from tests.support import patterngen
 
 MODEL = load_service_model()
 IMPLEMENTED = tuple(sorted(load_all()))
@@ -35,6 +48,7 @@ RESERVED_TAG_PREFIX = "aws:"
 MAX_TAGS_PER_RESOURCE = 50  # docs/behaviour.md: a resource holds at most 50 tags
 MAX_JSON_DEPTH = 64  # docs/behaviour.md: deeper bodies are SerializationException
 
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")  # may stand unencoded in a path
 _ASCII = string.ascii_letters + string.digits + " -_.,:;!@#$%^&*()[]{}<>?/\\|'\"`~+="
 _UNICODE = "éßЖж中文日本語한국어عربيעברית\u200b\u200e\u202e\u00a0\ufeff\uffef\u2028\u2029ǅ…\ufffd\u0301"
 # Strings the model may or may not accept: the generic checks still apply to whatever the server answers.
@@ -108,67 +122,142 @@ def route(method: str, raw_path: str) -> tuple[str, dict[str, str]] | None:
 # ------------------------------------------------------------------------------------------- what to target
 
 
+def _labels(operation: str) -> list[tuple[str, botocore.model.Shape]]:
+    shape = MODEL.operation_model(operation).input_shape
+    return [(n, m) for n, m in shape.members.items() if m.serialization.get("location") == "uri"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind of resource as the model shows it: CreateX makes it, GetX reads it by one more label than CreateX
+    takes (its identifier, or for analysis rules its type), DeleteX removes it.
+
+    Pools of real identifiers are keyed by `shape` (the identifier's shape name, e.g. ConfiguredTableIdentifier, or
+    the type enum's for a resource known by (parent, type)); `scope` names the CreateX labels the resource lives
+    under (a change request under its collaboration), whose values every entry records.
+    """
+
+    create: str
+    output_key: str  # the CreateX output member that holds the resource
+    label: str  # the member naming it in GetX/DeleteX
+    shape: str
+    scope: tuple[str, ...]
+    typed: bool  # known by (scope, an enum value): at most one per type and parent
+    delete: str | None
+
+
+def _resources() -> dict[str, Resource]:
+    """Every resource of the model derived from its Create/Get/Delete operations (implemented or not)."""
+    names = set(MODEL.operation_names)
+    out = {}
+    for create in sorted(n for n in names if n.startswith("Create")):
+        noun = create[len("Create"):]
+        if "Get" + noun not in names:
+            continue
+        create_labels = tuple(n for n, _ in _labels(create))
+        extra = [(n, s) for n, s in _labels("Get" + noun) if n not in create_labels]
+        holders = [n for n, m in MODEL.operation_model(create).output_shape.members.items()
+                   if m.type_name == "structure"]
+        if len(extra) != 1 or len(holders) != 1:
+            continue
+        label, shape = extra[0]
+        out[create] = Resource(create, holders[0], label, shape.name, create_labels, bool(shape.enum),
+                               "Delete" + noun if "Delete" + noun in names else None)
+    return out
+
+
+RESOURCES = {k: r for k, r in _resources().items() if r.shape != "UUID"}  # a shape too generic to pool by
+DELETES = {r.delete: r for r in RESOURCES.values() if r.delete}
+BY_SHAPE = {r.shape: r for r in RESOURCES.values()}
+REJECT_PICKS = frozenset({"foreign", "random", "mismatch", "own_gone", "unreadable"})
+
+
 @dataclass
 class Pools:
-    """Resources the generator may point at, with what the caller (the fuzz account) is to each of them."""
+    """Real identifiers the generator points at, each with what the caller (the fuzz account) is to it.
+
+    ``ids[shape]`` lists entries ``{"id", "arn", "pick", "scope", "data", "gone"}``: `pick` is ``own`` (the
+    caller's: it created it), ``invited`` (a collaboration of someone else's the caller is or was a member of) or
+    ``foreign`` (someone else's, out of the caller's reach); `scope` maps the labels of the parent it lives under
+    to their values; `data` is the resource as last answered (collaborations also keep the accounts they invited,
+    under ``members``); ``pinned`` marks resources that Delete requests leave alone (so that reaching the operations
+    on them does not hang on luck). Entries come from the test's world (`add`) and from every successful answer
+    (`learn`).
+    """
 
     account_id: str
-    own_collaborations: list[dict] = field(default_factory=list)  # {"id", "arn", "members", "deleted"}
-    own_memberships: list[dict] = field(default_factory=list)  # {"id", "arn", "collaboration_id", "gone"}
-    invited: list[str] = field(default_factory=list)  # others' collaborations the caller is invited to or in
-    foreign_collaborations: list[str] = field(default_factory=list)  # the caller is not a member
-    foreign_memberships: list[str] = field(default_factory=list)
-    foreign_arns: list[str] = field(default_factory=list)
+    ids: dict[str, list[dict]] = field(default_factory=dict)
     invitable_accounts: list[str] = field(default_factory=list)  # may be invited by the caller
     other_accounts: list[str] = field(default_factory=list)  # never invited (victims): only used as targets
     tokens: dict[str, list[str]] = field(default_factory=dict)  # operation -> nextTokens seen
+    catalog: list[dict] = field(default_factory=list)  # the caller's tables: {"database", "table", "columns"}
+    foreign_catalog: list[tuple[str, str]] = field(default_factory=list)  # (database, table) only others have
 
-    def collaboration(self, rng: random.Random) -> tuple[str, str]:
-        live = [c for c in self.own_collaborations if not c["deleted"]]
-        dead = [c for c in self.own_collaborations if c["deleted"]]
-        roll = rng.random()
-        if live and roll < 0.45:
-            return rng.choice(live)["id"], "own"
-        if self.invited and roll < 0.6:
-            return rng.choice(self.invited), "invited"
-        if self.foreign_collaborations and roll < 0.8:
-            return rng.choice(self.foreign_collaborations), "foreign"
-        if dead and roll < 0.88:
-            return rng.choice(dead)["id"], "own_deleted"
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4)), "random"
+    def add(self, shape: str, value: str, pick: str = "own", *, arn: str | None = None, scope: dict | None = None,
+            data: dict | None = None, **extra) -> dict:
+        entry = {"id": value, "arn": arn, "pick": pick, "scope": dict(scope or {}), "data": dict(data or {}),
+                 "gone": False, **extra}
+        self.ids.setdefault(shape, []).append(entry)
+        return entry
 
-    def membership(self, rng: random.Random) -> tuple[str, str]:
-        present = [m for m in self.own_memberships if not m["gone"]]
-        roll = rng.random()
-        if present and roll < 0.55:
-            return rng.choice(present)["id"], "own"
-        if self.foreign_memberships and roll < 0.8:
-            return rng.choice(self.foreign_memberships), "foreign"
-        gone = [m for m in self.own_memberships if m["gone"]]
-        if gone and roll < 0.88:
-            return rng.choice(gone)["id"], "own_gone"
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4)), "random"
+    def entries(self, shape: str) -> list[dict]:
+        return self.ids.get(shape, [])
 
-    def arn(self, rng: random.Random) -> tuple[str, str]:
+    def entry(self, shape: str, value, scope: dict | None = None) -> dict | None:
+        """The live entry with this id (and scope, when given)."""
+        return next((e for e in self.entries(shape) if e["id"] == value and not e["gone"]
+                     and all(e["scope"].get(k) == v for k, v in (scope or {}).items())), None)
+
+    def kind_of(self, shape: str, value) -> str:
+        """What an identifier is to the caller: own, invited, foreign, own_gone (deleted, left) or random."""
+        found = [e for e in self.entries(shape) if e["id"] == value]
+        if not found:
+            return "random"
+        entry = next((e for e in found if not e["gone"]), found[-1])
+        if entry["gone"]:
+            return "own_gone" if entry["pick"] == "own" else "foreign"
+        return entry["pick"]
+
+    def pick(self, shape: str, rng: random.Random, random_value, *, deleting: bool = False) -> tuple[str, str]:
+        """An identifier for a member of this shape, and what it is to the caller. Deleting, never a pinned one
+        (resources the test keeps so that the operations on them stay reachable)."""
+        entries = [e for e in self.entries(shape) if not (deleting and e.get("pinned"))]
+        own = [e for e in entries if e["pick"] == "own" and not e["gone"]]
+        invited = [e for e in entries if e["pick"] == "invited" and not e["gone"]]
+        foreign = [e for e in entries if e["pick"] == "foreign"]
+        gone = [e for e in entries if e["pick"] == "own" and e["gone"]]
         roll = rng.random()
-        live = [c for c in self.own_collaborations if not c["deleted"]]
-        present = [m for m in self.own_memberships if not m["gone"]]
-        if live and roll < 0.35:
-            return rng.choice(live)["arn"], "own"
-        if present and roll < 0.55:
-            return rng.choice(present)["arn"], "own"
-        if self.foreign_arns and roll < 0.8:
-            return rng.choice(self.foreign_arns), "foreign"
-        kind = rng.choice(("collaboration", "membership"))
+        for share, options, kind in ((0.45, own, "own"), (0.6, invited, "invited"), (0.8, foreign, "foreign"),
+                                     (0.88, gone, "own_gone")):
+            if options and roll < share:
+                return rng.choice(options)["id"], kind
+        return random_value(), "random"
+
+    def arn(self, rng: random.Random, fits=lambda arn: True) -> tuple[str, str]:
+        """A resource ARN: the caller's own (tags are for owners only), someone else's, a gone one or a random one;
+        only ARNs for which `fits` holds (the input shape's constraints)."""
+        with_arn = [e for es in self.ids.values() for e in es if e.get("arn") and fits(e["arn"])]
+        own = [e for e in with_arn if e["pick"] == "own" and not e["gone"]]
+        others = [e for e in with_arn if e["pick"] != "own"]
+        gone = [e for e in with_arn if e["pick"] == "own" and e["gone"]]
+        roll = rng.random()
+        if own and roll < 0.55:
+            return rng.choice(own)["arn"], "own"
+        if others and roll < 0.8:
+            return rng.choice(others)["arn"], "foreign"
+        if gone and roll < 0.86:
+            return rng.choice(gone)["arn"], "own_gone"
+        kind = rng.choice(("collaboration", "membership", "configuredtable"))
         account = rng.choice([self.account_id, *self.other_accounts, "123456789012"])
         random_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         return f"arn:aws:cleanrooms:{REGION}:{account}:{kind}/{random_id}", "random"
 
     def member_account(self, rng: random.Random, collaboration_id: str | None) -> str:
-        own = next((c for c in self.own_collaborations if c["id"] == collaboration_id), None)
+        own = self.entry("CollaborationIdentifier", collaboration_id)
+        members = own.get("members", []) if own and own["pick"] == "own" else []
         roll = rng.random()
-        if own and own["members"] and roll < 0.6:
-            return rng.choice(own["members"])
+        if members and roll < 0.6:
+            return rng.choice(members)
         if roll < 0.75:
             return self.account_id
         if self.other_accounts and roll < 0.9:
@@ -188,34 +277,69 @@ class Pools:
     # -- learning from answers
 
     def learn(self, operation: str, labels: dict, params: dict, status: int, body: bytes) -> None:
-        """Record what a successful call created or removed (operation and labels as routed)."""
+        """Record what a successful call created, changed or removed (operation and labels as routed)."""
         if status >= 300:
             return
         try:
             data = json.loads(body) if body else {}
         except ValueError:
             return
-        if operation == "CreateCollaboration":
-            c = data.get("collaboration") or {}
-            members = [m.get("accountId") for m in params.get("members") or [] if isinstance(m, dict)]
-            self.own_collaborations.append({"id": c.get("id"), "arn": c.get("arn"), "deleted": False,
-                                            "members": [m for m in members if isinstance(m, str)]})
-        elif operation == "CreateMembership":
-            m = data.get("membership") or {}
-            self.own_memberships.append({"id": m.get("id"), "arn": m.get("arn"),
-                                         "collaboration_id": m.get("collaborationId"), "gone": False})
-        elif operation == "DeleteCollaboration":
-            for c in self.own_collaborations:
-                if c["id"] == labels.get("collaborationIdentifier"):
-                    c["deleted"] = True
-        elif operation == "DeleteMembership":
-            for m in self.own_memberships:
-                if m["id"] == labels.get("membershipIdentifier"):
-                    m["gone"] = True
-        token = data.get("nextToken") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return
+        resource = RESOURCES.get(operation)
+        if resource is not None:
+            self._created(resource, labels, params, data.get(resource.output_key))
+        elif operation in DELETES:
+            self._deleted(DELETES[operation], labels)
+        elif operation == "DeleteMember":  # a removed member cannot be removed again
+            collaboration = self.entry("CollaborationIdentifier", labels.get("collaborationIdentifier"))
+            if collaboration is not None and labels.get("accountId") in collaboration.get("members", []):
+                collaboration["members"].remove(labels["accountId"])
+        for value in data.values():  # anything answered with its id: keep what it is now
+            if isinstance(value, dict) and isinstance(value.get("id"), str):
+                for entries in self.ids.values():
+                    for e in entries:
+                        if e["id"] == value["id"] and not e["gone"]:
+                            e["data"].update(value)
+        token = data.get("nextToken")
         if isinstance(token, str):
             self.tokens.setdefault(operation, []).append(token)
             del self.tokens[operation][:-20]
+
+    def _created(self, resource: Resource, labels: dict, params: dict, made) -> None:
+        if not isinstance(made, dict):
+            return
+        scope = {name: labels.get(name) for name in resource.scope}
+        if resource.typed:
+            value = made.get("type") or params.get(resource.label)
+            self.ids[resource.shape] = [e for e in self.entries(resource.shape)
+                                        if not (e["scope"] == scope and e["id"] == value)]
+            self.add(resource.shape, value, scope=scope, data=made)
+            return
+        extra = {}
+        if resource.create == "CreateCollaboration":
+            members = [m.get("accountId") for m in params.get("members") or [] if isinstance(m, dict)]
+            extra["members"] = [m for m in members if isinstance(m, str)]
+        self.add(resource.shape, made.get("id"), arn=made.get("arn"), scope=scope, data=made, **extra)
+
+    def _deleted(self, resource: Resource, labels: dict) -> None:
+        value = labels.get(resource.label)
+        scope = {name: labels.get(name) for name in resource.scope}
+        if resource.typed:
+            self.ids[resource.shape] = [e for e in self.entries(resource.shape)
+                                        if not (e["scope"] == scope and e["id"] == value)]
+            return
+        for e in self.entries(resource.shape):
+            if e["id"] == value:
+                e["gone"] = True
+        for shape, entries in self.ids.items():  # what lived under it goes with it
+            child = BY_SHAPE.get(shape)
+            if child is not None and child.typed:
+                entries[:] = [e for e in entries if value not in e["scope"].values()]
+            else:
+                for e in entries:
+                    if value in e["scope"].values():
+                        e["gone"] = True
 
 
 # ------------------------------------------------------------------------------------------------ requests
@@ -235,7 +359,8 @@ class Request:
     why: list[str]  # which mutations were applied (and why the expectation holds)
     sign: bool = True
     secret_override: str | None = None
-    picks: dict = field(default_factory=dict)  # label member -> what it points at ("own", "foreign", ...)
+    picks: dict = field(default_factory=dict)  # member -> what it points at ("own", "foreign", ...)
+    verdict: str | None = None  # what a nudge knew of the outcome (see Generator._expectation)
     reasons: dict = field(default_factory=dict)  # domain -> why the request must be refused
     overrides: dict = field(default_factory=dict)  # wire-level changes applied when serializing
     touched: list = field(default_factory=list)  # member paths already mutated
@@ -260,6 +385,8 @@ class Generator:
     def __init__(self, rng: random.Random, pools: Pools) -> None:
         self.rng = rng
         self.pools = pools
+        self._verdict: str | None = None  # what a nudge knows of the request it shaped ("ok", "reject")
+        self._deleting = False  # the request being made is a Delete: pinned resources are left alone
 
     # -- valid values ---------------------------------------------------------------------------------------
 
@@ -280,7 +407,7 @@ class Generator:
             lo, hi = meta.get("min", 0), min(meta.get("max", 3), 3)
             enum = shape.member.metadata.get("enum")
             if enum:
-                return rng.sample(list(enum), rng.randint(0, min(len(enum), hi)))
+                return rng.sample(list(enum), rng.randint(min(lo, len(enum)), min(len(enum), max(lo, hi))))
             return [self.valid(shape.member, member, picks, depth + 1) for _ in range(rng.randint(lo, max(lo, hi)))]
         if kind == "map":
             lo, hi = meta.get("min", 0), min(meta.get("max", 3), 4)
@@ -290,6 +417,8 @@ class Generator:
             return self._string(shape, member, picks)
         if kind in ("integer", "long"):
             return rng.randint(meta.get("min", 0), meta.get("max", 1000))
+        if kind in ("double", "float"):
+            return rng.choice((meta.get("min", 0.0), round(rng.uniform(meta.get("min", 0.0), meta.get("max", 1e6)), 3)))
         if kind == "boolean":
             return rng.random() < 0.5
         raise AssertionError(f"no generator for {kind} ({shape.name}); inputs of implemented operations lack it")
@@ -298,14 +427,12 @@ class Generator:
         rng, meta, name = self.rng, shape.metadata, shape.name
         if shape.enum:
             return rng.choice(list(shape.enum))
-        if name == "CollaborationIdentifier":
-            value, picks[member] = self.pools.collaboration(rng)
-            return value
-        if name == "MembershipIdentifier":
-            value, picks[member] = self.pools.membership(rng)
+        if name in BY_SHAPE or name in self.pools.ids:  # an identifier: a real one most of the time
+            value, picks[member] = self.pools.pick(name, rng, lambda: self._patterned(shape),
+                                                   deleting=self._deleting)
             return value
         if name == "CleanroomsArn":
-            value, picks[member] = self.pools.arn(rng)
+            value, picks[member] = self.pools.arn(rng, lambda arn: _fits(shape, arn))
             return value
         if name == "AccountId":
             return "".join(rng.choice(string.digits) for _ in range(12))  # callers override where it matters
@@ -316,11 +443,6 @@ class Generator:
         if name.endswith("BucketString"):
             return "b" + "".join(rng.choice(string.ascii_lowercase + string.digits + "-") for _ in
                                  range(rng.randint(1, 40))) + rng.choice("abc123")
-        if name == "KeyPrefix":
-            chars = string.ascii_letters + string.digits + "_!.=*/-"
-            return "".join(rng.choice(chars) for _ in range(rng.randint(0, 40)))
-        if name == "RoleArn":
-            return f"arn:aws:iam::{rng.randint(10**11, 10**12 - 1)}:role/" + "r" * rng.randint(8, 60)
         if name == "PaginationToken":
             tokens = [t for ts in self.pools.tokens.values() for t in ts]
             if tokens and rng.random() < 0.6:
@@ -332,8 +454,13 @@ class Generator:
         if name == "TagValue":
             return _text(rng, 0, rng.choice((8, meta["max"])))
         if meta.get("pattern"):
-            raise AssertionError(f"no generator for patterned string shape {name}")
+            return self._patterned(shape)
         return _text(rng, max(meta.get("min", 0), 0), min(meta.get("max", 40), 40))
+
+    def _patterned(self, shape: botocore.model.Shape) -> str:
+        """A value of a patterned string shape, drawn from its pattern and length bounds."""
+        meta = shape.metadata
+        return patterngen.generate(meta["pattern"], self.rng, meta.get("min", 0), meta.get("max"))
 
     # -- whole requests --------------------------------------------------------------------------------------
 
@@ -342,7 +469,10 @@ class Generator:
         rng = self.rng
         op = MODEL.operation_model(operation)
         picks: dict[str, str] = {}
+        self._deleting = operation.startswith("Delete")
         params = self.valid(op.input_shape, picks=picks)
+        self._verdict = None
+        self._link(op, params, picks)
         self._make_sensible(operation, params, picks)
         request = self._build(op, params, picks)
         if mutate is None:
@@ -353,71 +483,497 @@ class Generator:
             self._finish(op, request)
         return request
 
+    def _link(self, op: botocore.model.OperationModel, params: dict, picks: dict) -> None:
+        """Point identifiers of resources that live under a parent (a change request under its collaboration, an
+        analysis rule's type under its table) at ones of the parent named in the same request most of the time,
+        or the parent at the child's; then say what each is: linked (it is there), mismatch (it exists elsewhere),
+        random (it does not exist), unlinked (no such type under that parent)."""
+        rng, members = self.rng, op.input_shape.members
+        for name, member in members.items():
+            resource = BY_SHAPE.get(member.name)
+            if resource is None or name not in params or not resource.scope:
+                continue
+            scope = [s for s in resource.scope if s in members and s in params]
+            if not scope or (resource.typed and member.serialization.get("location") != "uri"):
+                continue
+            entries = [e for e in self.pools.entries(member.name) if not e["gone"]]
+            if self._deleting:
+                entries = [e for e in entries if not e.get("pinned")]
+            matching = [e for e in entries if all(e["scope"].get(s) == params[s] for s in scope)]
+            roll = rng.random()
+            if matching and roll < 0.7:
+                params[name] = rng.choice(matching)["id"]
+            elif entries and roll < (0.85 if matching else 0.6):
+                chosen = rng.choice(entries)
+                params[name] = chosen["id"]
+                for s in scope:  # the parent follows the child
+                    params[s] = chosen["scope"][s]
+                    picks[s] = self.pools.kind_of(members[s].name, params[s])
+            found = [e for e in entries if e["id"] == params[name]]
+            if any(all(e["scope"].get(s) == params[s] for s in scope) for e in found):
+                picks[name] = "linked"
+            elif resource.typed:
+                picks[name] = "unlinked"
+            else:
+                picks[name] = "mismatch" if found else "random"
+
     def _make_sensible(self, operation: str, params: dict, picks: dict) -> None:
         """Nudge valid-by-model inputs towards valid-by-behaviour ones, so that many calls succeed."""
+        if operation.startswith("List") and "nextToken" in params and self.rng.random() < 0.5:
+            params.pop("nextToken")
+        nudge = NUDGES.get(operation)
+        if nudge is not None:
+            nudge(self, params, picks)
+
+    # Nudges, per operation. Each gets the generated params (identifiers already picked and linked) and may set
+    # self._verdict when it knows the outcome the documented behaviour implies.
+
+    def _nudge_create_collaboration(self, params, picks):
         rng = self.rng
-        if operation == "CreateCollaboration":
-            members, seen = [], {self.pools.account_id}
-            for spec in params["members"][: rng.randint(0, 5)]:
-                account = self.pools.invitee(rng, seen)
-                if account is None:
-                    continue
-                seen.add(account)
-                spec["accountId"] = account
-                members.append(spec)
-            params["members"] = members
-            if rng.random() < 0.8:  # at most one member may query; payments are rarely consistent at random
-                params["creatorMemberAbilities"] = [a for a in params["creatorMemberAbilities"] if a != "CAN_QUERY"]
-                for spec in members:
-                    spec["memberAbilities"] = [a for a in spec["memberAbilities"] if a != "CAN_QUERY"]
-                    spec.pop("paymentConfiguration", None)
-                params.pop("creatorPaymentConfiguration", None)
-                params["creatorMemberAbilities"].append("CAN_QUERY")
-        elif operation == "CreateMembership" and rng.random() < 0.8:
+        members, seen = [], {self.pools.account_id}
+        for spec in params["members"][: rng.randint(0, 5)]:
+            account = self.pools.invitee(rng, seen)
+            if account is None:
+                continue
+            seen.add(account)
+            spec["accountId"] = account
+            members.append(spec)
+        params["members"] = members
+        if rng.random() < 0.8:  # at most one member may query; payments are rarely consistent at random
+            params["creatorMemberAbilities"] = [a for a in params["creatorMemberAbilities"] if a != "CAN_QUERY"]
+            for spec in members:
+                spec["memberAbilities"] = [a for a in spec["memberAbilities"] if a != "CAN_QUERY"]
+                spec.pop("paymentConfiguration", None)
+            params.pop("creatorPaymentConfiguration", None)
+            params["creatorMemberAbilities"].append("CAN_QUERY")
+
+    def _nudge_create_membership(self, params, picks):
+        if self.rng.random() < 0.8:
             for key in ("paymentConfiguration", "isMetricsEnabled"):
                 params.pop(key, None)
-        elif operation == "UpdateMembership" and rng.random() < 0.8:
+
+    def _nudge_update_membership(self, params, picks):
+        if self.rng.random() < 0.8:
             params.pop("membershipPaymentConfiguration", None)
-        elif operation == "DeleteMember":
-            params["accountId"] = self.pools.member_account(rng, params["collaborationIdentifier"])
-        elif operation in ("ListCollaborations", "ListMemberships", "ListMembers") and rng.random() < 0.5:
-            params.pop("nextToken", None)
+
+    def _nudge_delete_member(self, params, picks):
+        rng = self.rng
+        with_members = [e for e in self.pools.entries("CollaborationIdentifier")
+                        if e["pick"] == "own" and not e["gone"] and e.get("members")]
+        if with_members and rng.random() < 0.4:  # one of the caller's own collaborations that has members left
+            params["collaborationIdentifier"], picks["collaborationIdentifier"] = rng.choice(with_members)["id"], "own"
+        params["accountId"] = self.pools.member_account(rng, params["collaborationIdentifier"])
+
+    # -- configured tables
+
+    def _nudge_create_configured_table(self, params, picks):
+        sure = self._table_reference(params, picks)
+        sure = self._analysis_methods(params) and sure
+        if sure and _tags_ok(params.get("tags")):
+            self._verdict = "ok"
+
+    def _nudge_update_configured_table(self, params, picks):
+        rng = self.rng
+        table = self.pools.entry("ConfiguredTableIdentifier", params["configuredTableIdentifier"])
+        data = table["data"] if table else {}
+        if "tableReference" in params or "allowedColumns" in params:
+            if rng.random() < 0.7 and data.get("tableReference"):
+                params["tableReference"] = copy.deepcopy(data["tableReference"])  # the same table, other columns
+                if "glue" in data["tableReference"]:
+                    entry = self._catalog_entry(data["tableReference"]["glue"])
+                    columns = entry["columns"] if entry else data.get("allowedColumns", [])
+                else:
+                    columns = data.get("allowedColumns", [])
+                # Keep the columns the table's rule may use (all the current ones), add others.
+                kept = list(data.get("allowedColumns", []))
+                params["allowedColumns"] = kept + [c for c in columns if c not in kept and rng.random() < 0.5]
+            else:
+                self._table_reference(params, picks)
+        if "analysisMethod" in params or "selectedAnalysisMethods" in params:
+            self._analysis_methods(params)
+
+    def _catalog_entry(self, glue: dict) -> dict | None:
+        return next((e for e in self.pools.catalog if e["database"] == str(glue.get("databaseName")).lower()
+                     and e["table"] == str(glue.get("tableName")).lower()), None)
+
+    def _table_reference(self, params: dict, picks: dict) -> bool:
+        """A table reference and allowed columns that fit: mostly a table of the caller's catalog with some of its
+        real columns, sometimes a table only others have; Snowflake columns from its schema. True when the
+        reference is certainly good (a readable table of the caller's own catalog, real columns)."""
+        rng, pools = self.rng, self.pools
+        roll = rng.random()
+        if pools.catalog and roll < 0.55:
+            entry = rng.choice(pools.catalog)
+            glue = {"databaseName": _recase(rng, entry["database"]), "tableName": _recase(rng, entry["table"])}
+            if rng.random() < 0.3:  # the caller's catalog entries are for any region
+                glue["region"] = rng.choice((REGION, "eu-west-1"))
+            params["tableReference"] = {"glue": glue}
+            columns = entry["columns"]
+            params["allowedColumns"] = rng.sample(columns, rng.randint(1, len(columns)))
+            if not entry.get("readable", True):
+                picks["tableReference"] = "unreadable"
+            return entry.get("readable", True)
+        if pools.foreign_catalog and roll < 0.65:
+            database, table = rng.choice(pools.foreign_catalog)
+            params["tableReference"] = {"glue": {"databaseName": database, "tableName": table}}
+            picks["tableReference"] = "foreign"
+            return False
+        if "tableReference" not in params:
+            params["tableReference"] = self.valid(MODEL.shape_for("TableReference"))
+        reference = params["tableReference"]
+        kind = next(iter(reference))
+        if kind == "glue":
+            picks["tableReference"] = "random"  # a name the caller's catalog does not hold
+        columns = list(dict.fromkeys(params.get("allowedColumns") or ["c"]))
+        if kind == "snowflake" and rng.random() < 0.85:
+            schema = [c["columnName"] for c in reference["snowflake"]["tableSchema"].get("v1") or []]
+            columns = list(dict.fromkeys(schema)) or columns
+            columns = rng.sample(columns, rng.randint(1, len(columns)))
+        params["allowedColumns"] = columns
+        return False
+
+    def _analysis_methods(self, params: dict) -> bool:
+        """selectedAnalysisMethods, when given, are both methods with MULTIPLE (docs/behaviour.md)."""
+        if "selectedAnalysisMethods" not in params:
+            return True
+        if self.rng.random() < 0.85:
+            params["selectedAnalysisMethods"] = self.rng.sample(["DIRECT_QUERY", "DIRECT_JOB"], 2)
+            params["analysisMethod"] = "MULTIPLE"
+            return True
+        return False
+
+    def _nudge_create_analysis_rule(self, params, picks):
+        table_id = params["configuredTableIdentifier"]
+        table = self.pools.entry("ConfiguredTableIdentifier", table_id)
+        has_rule = any(e["scope"].get("configuredTableIdentifier") == table_id
+                       for e in self.pools.entries("ConfiguredTableAnalysisRuleType"))
+        if table is not None and table["pick"] == "own" and "glue" not in table["data"].get("tableReference", {}) \
+                and self.rng.random() < 0.8:
+            params["analysisRuleType"] = "CUSTOM"  # non-S3 tables: custom rules only
+        sure = self._policy(params, table)
+        if table is not None and table["pick"] == "own":
+            if has_rule:
+                self._verdict = "reject"  # one rule per table (docs/behaviour.md)
+            elif sure:
+                self._verdict = "ok"
+
+    def _nudge_update_analysis_rule(self, params, picks):
+        table = self.pools.entry("ConfiguredTableIdentifier", params["configuredTableIdentifier"])
+        if self._policy(params, table) and table is not None and table["pick"] == "own" \
+                and picks.get("analysisRuleType") == "linked":
+            self._verdict = "ok"
+
+    def _policy(self, params: dict, table: dict | None) -> bool:
+        """An analysis rule policy of the rule's type over the table's allowed columns; True when it certainly
+        satisfies every documented rule for that table."""
+        rng = self.rng
+        data = table["data"] if table else {}
+        column_shape = MODEL.shape_for("AnalysisRuleColumnName")
+        columns = [c for c in data.get("allowedColumns", []) if _fits(column_shape, c)]
+        if not columns or rng.random() < 0.1:
+            return False
+        rule_type = params["analysisRuleType"]
+        glue = "glue" in data.get("tableReference", {})
+        member = {"AGGREGATION": "aggregation", "LIST": "list", "CUSTOM": "custom"}[rule_type]
+        v1 = MODEL.shape_for("ConfiguredTableAnalysisRulePolicyV1")
+        body = self.valid(v1.members[member])
+
+        def sample(pool: list, lo: int, hi: int) -> list:
+            return rng.sample(pool, rng.randint(min(lo, len(pool)), min(hi, len(pool))))
+
+        if rule_type == "AGGREGATION":
+            for aggregate in body["aggregateColumns"]:
+                aggregate["columnNames"] = sample(columns, 1, 2)
+            body["joinColumns"] = sample(columns, 0, 2)
+            used = {c for a in body["aggregateColumns"] for c in a["columnNames"]} | set(body["joinColumns"])
+            body["dimensionColumns"] = sample([c for c in columns if c not in used], 0, 2)
+            if "joinRequired" in body and not body["joinColumns"]:
+                del body["joinRequired"]
+            if "additionalAnalyses" in body:
+                body["additionalAnalyses"] = "NOT_ALLOWED"
+            for constraint in body["outputConstraints"]:
+                constraint["columnName"] = rng.choice(columns)
+        elif rule_type == "LIST":
+            body["joinColumns"] = sample(columns, 1, 2)
+            body["listColumns"] = sample(columns, 0, 3)
+        else:
+            if rng.random() < 0.6:
+                body["allowedAnalyses"] = sample(["ANY_QUERY", "ANY_JOB"], 1, 2)
+                body["allowedAnalysisProviders"] = list(dict.fromkeys(
+                    "".join(rng.choice(string.digits) for _ in range(12)) for _ in range(rng.randint(1, 2))))
+            else:
+                body["allowedAnalyses"] = list(dict.fromkeys(self._template_arn() for _ in range(rng.randint(0, 2))))
+                body.pop("allowedAnalysisProviders", None)
+            if "disallowedOutputColumns" in body:
+                body["disallowedOutputColumns"] = sample(columns, 0, 2)
+            if "differentialPrivacy" in body:
+                if glue:
+                    body["differentialPrivacy"] = {"columns": [{"name": rng.choice(columns)}]}
+                else:
+                    del body["differentialPrivacy"]
+            for key in ("allowedResultReceivers", "allowedAdditionalAnalyses"):
+                if key in body:
+                    body[key] = list(dict.fromkeys(body[key]))
+        params["analysisRulePolicy"] = {"v1": {member: body}}
+        return glue or rule_type == "CUSTOM"
+
+    def _template_arn(self) -> str:
+        shape = MODEL.shape_for("AnalysisTemplateArnOrQueryWildcard")
+        while True:
+            value = self._patterned(shape)
+            if value.startswith("arn:"):
+                return value
+
+    # -- change requests
+
+    def _nudge_create_change_request(self, params, picks):
+        """1-3 changes that can be made: invitations of accounts that are not members, a results ability for an
+        invited member, one change of the auto-approved types; abilities [] or [CAN_RECEIVE_RESULTS]."""
+        rng, pools = self.rng, self.pools
+        if rng.random() < 0.15:
+            return  # as generated: mostly refused, for the checks' sake
+        collaboration = pools.entry("CollaborationIdentifier", params["collaborationIdentifier"])
+        members = set(collaboration.get("members", [])) if collaboration else set()
+        changes, used, collaboration_change = [], {pools.account_id}, False
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.8 or collaboration_change:
+                existing = members - used
+                if existing and rng.random() < 0.3:
+                    account, invite = rng.choice(sorted(existing)), False
+                else:
+                    account, invite = pools.invitee(rng, used | members), True
+                if account is None:
+                    continue
+                used.add(account)
+                spec = {"accountId": account, "memberAbilities": rng.choice(([], ["CAN_RECEIVE_RESULTS"]))}
+                if invite:
+                    spec["displayName"] = _text(rng, 1, 30)
+                changes.append({"specificationType": "MEMBER", "specification": {"member": spec}})
+            else:
+                collaboration_change = True
+                types = list(MODEL.shape_for("AutoApprovedChangeType").enum)
+                changes.append({"specificationType": "COLLABORATION", "specification": {"collaboration": {
+                    "autoApprovedChangeTypes": rng.sample(types, rng.randint(0, len(types)))}}})
+        if changes:
+            params["changes"] = changes
+
+    def _nudge_update_change_request(self, params, picks):
+        """Mostly an action the caller may take: the creator cancels or commits (an APPROVED request, most of the
+        time one that still is), others vote."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        creator = picks.get("collaborationIdentifier") == "own"
+        if creator and picks.get("changeRequestIdentifier") == "linked" and rng.random() < 0.7:
+            cid = params["collaborationIdentifier"]
+            open_ones = [e for e in self.pools.entries("CollaborationChangeRequestIdentifier")
+                         if e["scope"].get("collaborationIdentifier") == cid
+                         and e["data"].get("status") in ("PENDING", "APPROVED")]
+            if open_ones:
+                chosen = rng.choice(open_ones)
+                params["changeRequestIdentifier"] = chosen["id"]
+                params["action"] = "COMMIT" if chosen["data"]["status"] == "APPROVED" and rng.random() < 0.7 \
+                    else "CANCEL"
+                return
+        params["action"] = rng.choice(("CANCEL", "COMMIT", "COMMIT", "APPROVE") if creator
+                                      else ("APPROVE", "DENY", "APPROVE", "CANCEL"))
+
+    # -- configured table associations and schemas
+
+    def _table_rule_types(self, association: dict) -> list[str]:
+        """The analysis rule types of the configured table behind an association (as far as the pools know)."""
+        table_id = association["data"].get("configuredTableId")
+        return [e["id"] for e in self.pools.entries("ConfiguredTableAnalysisRuleType")
+                if e["scope"].get("configuredTableIdentifier") == table_id]
+
+    def _association_policy(self, params: dict, rule_type: str) -> None:
+        """A collaboration analysis rule of that type: no receivers or additional analyses named, mostly (which
+        accounts may receive results depends on the collaboration)."""
+        body = {}
+        if self.rng.random() < 0.5:
+            body["allowedResultReceivers"] = []
+        if rule_type != "AGGREGATION" and self.rng.random() < 0.3:
+            body["allowedAdditionalAnalyses"] = []
+        params["analysisRulePolicy"] = {"v1": {rule_type.lower(): body}}
+
+    def _nudge_create_association(self, params, picks):
+        """Mostly one of the caller's tables not yet associated, through one of its ACTIVE memberships."""
+        rng, pools = self.rng, self.pools
+        if rng.random() >= 0.7:
+            return
+        memberships = [e for e in pools.entries("MembershipIdentifier")
+                       if e["pick"] == "own" and not e["gone"] and e["data"].get("status", "ACTIVE") == "ACTIVE"]
+        tables = [e for e in pools.entries("ConfiguredTableIdentifier") if e["pick"] == "own" and not e["gone"]]
+        if not memberships or not tables:
+            return
+        membership = rng.choice(memberships)
+        taken = {e["data"].get("configuredTableId") for e in pools.entries("ConfiguredTableAssociationIdentifier")
+                 if not e["gone"] and e["scope"].get("membershipIdentifier") == membership["id"]}
+        free = [t for t in tables if t["id"] not in taken]
+        ruled = {e["scope"].get("configuredTableIdentifier") for e in pools.entries("ConfiguredTableAnalysisRuleType")}
+        if any(t["id"] in ruled for t in free) and rng.random() < 0.7:  # its collaboration rule needs the table's
+            free = [t for t in free if t["id"] in ruled]
+        if free:
+            params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+            params["configuredTableIdentifier"], picks["configuredTableIdentifier"] = rng.choice(free)["id"], "own"
+
+    def _nudge_create_association_rule(self, params, picks):
+        rng, pools = self.rng, self.pools
+        ruled = {e["scope"].get("configuredTableAssociationIdentifier")
+                 for e in pools.entries("ConfiguredTableAssociationAnalysisRuleType")}
+        fit = [e for e in pools.entries("ConfiguredTableAssociationIdentifier")
+               if e["pick"] == "own" and not e["gone"] and e["id"] not in ruled and self._table_rule_types(e)]
+        if fit and rng.random() < 0.6:  # one without a rule yet, over a table that has one
+            chosen = rng.choice(fit)
+            params["configuredTableAssociationIdentifier"], picks["configuredTableAssociationIdentifier"] = \
+                chosen["id"], "linked"
+            params["membershipIdentifier"] = chosen["scope"]["membershipIdentifier"]
+            picks["membershipIdentifier"] = pools.kind_of("MembershipIdentifier", params["membershipIdentifier"])
+        association = pools.entry("ConfiguredTableAssociationIdentifier",
+                                  params["configuredTableAssociationIdentifier"])
+        if association is None or rng.random() < 0.15:
+            return
+        types = self._table_rule_types(association)  # it must be the type of the table's own rule
+        params["analysisRuleType"] = types[0] if types else self.rng.choice(("AGGREGATION", "LIST", "CUSTOM"))
+        self._association_policy(params, params["analysisRuleType"])
+
+    def _nudge_update_association_rule(self, params, picks):
+        if self.rng.random() < 0.85:
+            self._association_policy(params, params["analysisRuleType"])
+
+    def _schema(self, params: dict, picks: dict) -> dict | None:
+        """A known association (a schema of its collaboration), with the request's collaboration set to its."""
+        def collaboration_of(association):
+            membership = self.pools.entry("MembershipIdentifier", association["scope"].get("membershipIdentifier"))
+            return membership["data"].get("collaborationId") if membership else None
+
+        associations = [e for e in self.pools.entries("ConfiguredTableAssociationIdentifier")
+                        if not e["gone"] and e["data"].get("name") and collaboration_of(e)]
+        if not associations or self.rng.random() < 0.3:
+            return None
+        association = self.rng.choice(associations)
+        params["collaborationIdentifier"] = collaboration_of(association)
+        picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
+                                                              params["collaborationIdentifier"])
+        return association
+
+    def _schema_rule_type(self, association: dict) -> str:
+        types = self._table_rule_types(association)
+        return types[0] if types and self.rng.random() < 0.8 else self.rng.choice(("AGGREGATION", "LIST", "CUSTOM"))
+
+    def _nudge_get_schema(self, params, picks):
+        association = self._schema(params, picks)
+        if association is not None:
+            params["name"] = _recase(self.rng, association["data"]["name"])
+
+    def _nudge_get_schema_analysis_rule(self, params, picks):
+        association = self._schema(params, picks)
+        if association is not None:
+            params["name"] = _recase(self.rng, association["data"]["name"])
+            params["type"] = self._schema_rule_type(association)
+
+    def _nudge_batch_get_schema(self, params, picks):
+        association = self._schema(params, picks)
+        if association is not None:
+            params["names"] = [association["data"]["name"]] + params["names"][: self.rng.randint(0, 2)]
+
+    def _nudge_batch_get_schema_analysis_rule(self, params, picks):
+        association = self._schema(params, picks)
+        if association is not None:
+            request = {"name": association["data"]["name"], "type": self._schema_rule_type(association)}
+            params["schemaAnalysisRuleRequests"] = [request] + params["schemaAnalysisRuleRequests"][
+                : self.rng.randint(0, 2)]
+
+    # -- analysis templates
+
+    def _own_active_membership(self) -> dict | None:
+        memberships = [e for e in self.pools.entries("MembershipIdentifier")
+                       if e["pick"] == "own" and not e["gone"] and e["data"].get("status", "ACTIVE") == "ACTIVE"]
+        return self.rng.choice(memberships) if memberships else None
+
+    def _nudge_create_analysis_template(self, params, picks):
+        """A SQL template in an ACTIVE membership of the caller's: SELECT 1, or a count over one of the
+        collaboration's relations (an association of the caller's in that membership, as far as the pools know)."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        membership = self._own_active_membership()
+        if membership is not None and rng.random() < 0.7:
+            params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+        names = [e["data"]["name"] for e in self.pools.entries("ConfiguredTableAssociationIdentifier")
+                 if not e["gone"] and e["scope"].get("membershipIdentifier") == params["membershipIdentifier"]
+                 and e["data"].get("name")]
+        sql = f"SELECT COUNT(*) FROM {rng.choice(names)}" if names and rng.random() < 0.7 else "SELECT 1"
+        params.update(format="SQL", source={"text": sql})
+        for key in ("analysisParameters", "schema"):
+            params.pop(key, None)
+
+    def _collaboration_template(self, params, picks) -> dict | None:
+        """A template the pools know, with the request's collaboration set to the template's."""
+        templates = [e for e in self.pools.entries("AnalysisTemplateIdentifier")
+                     if not e["gone"] and e.get("arn") and e["data"].get("collaborationId")]
+        if not templates or self.rng.random() < 0.3:
+            return None
+        template = self.rng.choice(templates)
+        params["collaborationIdentifier"] = template["data"]["collaborationId"]
+        picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
+                                                              params["collaborationIdentifier"])
+        return template
+
+    def _nudge_get_collaboration_template(self, params, picks):
+        template = self._collaboration_template(params, picks)
+        if template is not None:
+            params["analysisTemplateArn"] = template["arn"]
+
+    def _nudge_batch_get_collaboration_template(self, params, picks):
+        template = self._collaboration_template(params, picks)
+        if template is not None:
+            params["analysisTemplateArns"] = [template["arn"]] + params["analysisTemplateArns"][
+                : self.rng.randint(0, 2)]
 
     def _build(self, op: botocore.model.OperationModel, params: dict, picks: dict) -> Request:
         method, path, query, body = serialize(op, params)
         return Request(op.name, method, path, query, body, {}, ..., params,
-                       self._expectation(op.name, params, picks), [], picks=picks)
+                       self._expectation(op.name, params, picks), [], picks=picks, verdict=self._verdict)
 
     def _expectation(self, operation: str, params: dict, picks: dict) -> str | None:
         """What a valid-by-model request must do, judged from what it targets (not from the server's code)."""
-        if set(picks.values()) & {"foreign", "random"}:
-            return "reject"  # nobody sees what is not theirs, and unknown ids do not exist
-        tags = params.get("tags")
-        if isinstance(tags, dict) and (len(tags) > MAX_TAGS_PER_RESOURCE
-                                       or any(k.lower().startswith(RESERVED_TAG_PREFIX) for k in tags)):
+        kinds = set(picks.values())
+        if kinds & REJECT_PICKS:
+            return "reject"  # nobody sees what is not theirs, unknown ids do not exist, gone is gone
+        if not _tags_ok(params.get("tags")):
             return "reject"  # docs/behaviour.md, Tags
-        kind = picks.get("collaborationIdentifier") or picks.get("membershipIdentifier") or picks.get("resourceArn")
-        if operation in ("UpdateCollaboration", "DeleteCollaboration", "DeleteMember") and kind != "own":
+        collaboration = picks.get("collaborationIdentifier")
+        if operation in CREATOR_ONLY and collaboration != "own":
             return "reject"  # only the creator
-        if kind in ("own_deleted", "own_gone"):
-            return "reject"  # a deleted collaboration, a membership that was left: gone for the caller
+        if operation == "UpdateCollaborationChangeRequest":
+            if collaboration == "own" and params.get("action") in ("APPROVE", "DENY"):
+                return "reject"  # the creator does not vote on its own requests
+            if collaboration == "invited" and params.get("action") in ("CANCEL", "COMMIT"):
+                return "reject"  # only the creator cancels and commits
+        if "unlinked" in kinds and operation.startswith(("Get", "Update", "Delete")) \
+                and kinds <= {"own", "linked", "unlinked"}:
+            return "reject"  # the caller's own table has no rule of that type
+        if self._verdict is not None:
+            return self._verdict
         if "nextToken" in params:
             return None
-        if operation in ("ListCollaborations", "ListMemberships"):
-            return "ok"
-        if kind == "own" and operation in ("GetCollaboration", "ListMembers", "GetMembership", "ListTagsForResource",
-                                           "UpdateCollaboration"):
+        if operation.startswith("List") and not _labels(operation):
+            return "ok"  # the caller's own resources
+        if operation in OK_WHEN_OWN and kinds and kinds <= {"own", "linked"}:
             return "ok"
         return None
 
     # -- mutations -------------------------------------------------------------------------------------------
 
     def _slots(self, shape, value, path=()):
-        """(path, shape, required, present, container) for every structure member, list item and map value."""
+        """(path, shape, required, present, container) for every structure member, list item and map value. The
+        member a union has set counts as required: without it the union has none."""
         if shape.type_name == "structure" and isinstance(value, dict):
+            union = bool(shape.metadata.get("union"))
             for name, m in shape.members.items():
                 present = name in value
-                yield path + (name,), m, name in shape.required_members, present, "structure"
+                yield path + (name,), m, name in shape.required_members or (union and present), present, "structure"
                 if present:
                     yield from self._slots(m, value[name], path + (name,))
         elif shape.type_name == "list" and isinstance(value, list):
@@ -492,9 +1048,12 @@ class Generator:
         if self._domain(op, path) == "query":
             value = self.rng.choice(("abc", "1.5", "1e3", "0x10", "", "5_0", " 5", "true", "[]", "%00", "٣"))
         else:
-            others = {"string": [5, 1.5, True, ["x"], {"a": "b"}], "integer": ["5", 1.5, True, [1], {"a": 1}],
-                      "boolean": ["true", 1, 0, [True], {"a": True}, "false"], "list": ["x", 5, {"a": "b"}, True],
-                      "map": ["x", 5, ["a", "b"], True], "structure": ["x", 5, ["a"], True, 1.5]}
+            number = ["5", True, [1], {"a": 1}, "NaN"]
+            others = {"string": [5, 1.5, True, ["x"], {"a": "b"}], "integer": number + [1.5], "long": number + [1.5],
+                      "double": number, "float": number, "boolean": ["true", 1, 0, [True], {"a": True}, "false"],
+                      "list": ["x", 5, {"a": "b"}, True], "map": ["x", 5, ["a", "b"], True],
+                      "structure": ["x", 5, ["a"], True, 1.5], "timestamp": ["yesterday", True, [1], {"a": 1}],
+                      "blob": [5, True, ["x"], {"a": "b"}]}
             value = self.rng.choice(others[shape.type_name])
         self._set(request.params, path, value)
         request.why.append(f"wrong_type:{self._dotted(path)}={value!r}")
@@ -666,7 +1225,8 @@ class Generator:
         roll = self.rng.random()
         raw = value = None
         if roll >= 0.85:  # the same text, some characters percent-encoded (upper-case hex): may rightly work
-            raw = "".join(f"%{ord(c):02X}" if self.rng.random() < 0.5 and c.isascii() else c for c in good)
+            raw = "".join(quote(c, safe="") if c not in _UNRESERVED else f"%{ord(c):02X}" if self.rng.random() < 0.5
+                          else c for c in good)
             request.overrides.setdefault("raw_labels", {})[name] = raw
             request.why.append(f"label_encoding:{name}")
             return
@@ -697,10 +1257,12 @@ class Generator:
         if not self._label_ok(shape, decoded, good):
             self._reject(request, "label", "bad label")
 
-    @staticmethod
-    def _label_ok(shape, decoded: str, good: str) -> bool:
+    def _label_ok(self, shape, decoded: str, good: str) -> bool:
         if shape.name == "AccountId":
             return decoded.isascii() and bool(ACCOUNT_RE.fullmatch(decoded)) and decoded == good
+        if decoded.lower() == good.lower() and not (shape.name in BY_SHAPE or shape.name in self.pools.ids
+                                                    or shape.name.endswith("Arn")):
+            return True  # a name in another case may name the same thing (schema names ignore case)
         return decoded == good  # another id or ARN is another resource: unknown, foreign or malformed
 
     def _m_query_tricks(self, op, request):
@@ -808,6 +1370,15 @@ class Generator:
         reasons = dict(request.reasons)
         if "raw_body" in overrides:
             reasons.pop("body", None)  # the generated body (and its mutations) never went out
+        # What body members pointed at no longer holds once they were mutated or the body replaced (a foreign
+        # table reference set to null is no reference): judge the target again without them.
+        body_members = {n for n in op.input_shape.members if self._domain(op, (n,)) == "body"}
+        changed = body_members if "raw_body" in overrides else {p[0] for p in request.touched if p[0] in body_members}
+        if changed & set(request.picks):
+            saved, self._verdict = self._verdict, (request.verdict if request.verdict == "reject" else None)
+            request.expect = self._expectation(op.name, request.params,
+                                               {k: v for k, v in request.picks.items() if k not in changed})
+            self._verdict = saved
         wires = {m.serialization.get("name", n) for n, m in op.input_shape.members.items()
                  if m.serialization.get("location") == "querystring"}
         if any(pair.partition("=")[0] in wires for q in extra for pair in q.split("&")):
@@ -825,6 +1396,76 @@ class Generator:
                                                 for w in request.why):
             request.expect = None
         request.reasons = reasons
+
+
+
+CREATOR_ONLY = frozenset({"UpdateCollaboration", "DeleteCollaboration", "DeleteMember",
+                          "CreateCollaborationChangeRequest"})
+# Certain to succeed when every identifier is the caller's own (or linked to it) and nothing was mutated.
+OK_WHEN_OWN = frozenset({"GetCollaboration", "ListMembers", "GetMembership", "ListTagsForResource",
+                         "UpdateCollaboration", "GetConfiguredTable", "GetConfiguredTableAnalysisRule",
+                         "ListCollaborationChangeRequests", "GetCollaborationChangeRequest"})
+NUDGES = {
+    "CreateCollaboration": Generator._nudge_create_collaboration,
+    "CreateMembership": Generator._nudge_create_membership,
+    "UpdateMembership": Generator._nudge_update_membership,
+    "DeleteMember": Generator._nudge_delete_member,
+    "CreateConfiguredTable": Generator._nudge_create_configured_table,
+    "UpdateConfiguredTable": Generator._nudge_update_configured_table,
+    "CreateConfiguredTableAnalysisRule": Generator._nudge_create_analysis_rule,
+    "UpdateConfiguredTableAnalysisRule": Generator._nudge_update_analysis_rule,
+    "CreateCollaborationChangeRequest": Generator._nudge_create_change_request,
+    "UpdateCollaborationChangeRequest": Generator._nudge_update_change_request,
+    "CreateConfiguredTableAssociation": Generator._nudge_create_association,
+    "CreateConfiguredTableAssociationAnalysisRule": Generator._nudge_create_association_rule,
+    "UpdateConfiguredTableAssociationAnalysisRule": Generator._nudge_update_association_rule,
+    "GetSchema": Generator._nudge_get_schema,
+    "GetSchemaAnalysisRule": Generator._nudge_get_schema_analysis_rule,
+    "BatchGetSchema": Generator._nudge_batch_get_schema,
+    "BatchGetSchemaAnalysisRule": Generator._nudge_batch_get_schema_analysis_rule,
+    "CreateAnalysisTemplate": Generator._nudge_create_analysis_template,
+    "GetCollaborationAnalysisTemplate": Generator._nudge_get_collaboration_template,
+    "BatchGetCollaborationAnalysisTemplate": Generator._nudge_batch_get_collaboration_template,
+}
+
+
+def _tags_ok(tags) -> bool:
+    """docs/behaviour.md, Tags: no reserved keys, at most 50."""
+    return not isinstance(tags, dict) or (len(tags) <= MAX_TAGS_PER_RESOURCE and not any(
+        str(k).lower().startswith(RESERVED_TAG_PREFIX) for k in tags))
+
+
+def _fits(shape: botocore.model.Shape, value: str) -> bool:
+    meta = shape.metadata
+    return meta.get("min", 0) <= len(value) <= meta.get("max", len(value)) and (
+        "pattern" not in meta or patterngen.matches(meta["pattern"], value))
+
+
+def _recase(rng: random.Random, name: str) -> str:
+    """Glue names ignore case (docs/behaviour.md): the same name, its case changed now and then."""
+    roll = rng.random()
+    return name.upper() if roll < 0.15 else name.title() if roll < 0.25 else name
+
+
+def pattern_problems(shape: botocore.model.Shape, value, path: str = "$") -> list[str]:
+    """Strings that break their shape's pattern as the server enforces it (whole-value match), which the conformance
+    checker's search semantics would let through."""
+    kind, out = shape.type_name, []
+    if kind == "structure" and isinstance(value, dict):
+        for name, m in shape.members.items():
+            if name in value:
+                out += pattern_problems(m, value[name], f"{path}.{name}")
+    elif kind == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            out += pattern_problems(shape.member, item, f"{path}[{i}]")
+    elif kind == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            out += pattern_problems(shape.key, key, f"{path}<key>") + pattern_problems(shape.value, item,
+                                                                                       f"{path}[{key!r}]")
+    elif kind == "string" and isinstance(value, str) and "pattern" in shape.metadata \
+            and not patterngen.matches(shape.metadata["pattern"], value):
+        out.append(f"{path}: {value[:60]!r} does not match {shape.name}'s pattern as a whole")
+    return out
 
 
 def serialize(op: botocore.model.OperationModel, params: dict, *, raw_labels: dict | None = None,

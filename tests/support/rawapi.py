@@ -3,8 +3,22 @@ wire, and every answer checked against the model. Used where tests need many acc
 
 from __future__ import annotations
 
+import re
+
 from tests.support import conformance, wire
 from tests.support.fuzzgen import MODEL, serialize
+
+# Constraints of the model that no answer can meet, so not held against the server. ConfiguredTableAssociationArn
+# has at most 100 characters, but its own pattern (`...:<account>:configuredtableassociation/<membership id>/<id>`)
+# needs 142 with the UUIDs every id is.
+UNSATISFIABLE = (re.compile(r"length \d+ above max 100 of ConfiguredTableAssociationArn$"),)
+
+
+def model_problems(op, reply: wire.Reply) -> list[str]:
+    """What in a raw answer does not conform to the model (``conformance.check_response``), but for
+    ``UNSATISFIABLE`` constraints."""
+    return [p for p in conformance.check_response(op, reply.status, reply.headers, reply.body)
+            if not any(u.search(p) for u in UNSATISFIABLE)]
 
 
 class ApiError(Exception):
@@ -28,7 +42,7 @@ class RawClient:
         op = MODEL.operation_model(operation)
         method, path, query, body = serialize(op, params)
         reply = wire.send(self.port, self.account, method, path, query=query, body=body)
-        problems = conformance.check_response(op, reply.status, reply.headers, reply.body)
+        problems = model_problems(op, reply)
         assert not problems, f"{operation}: answer does not conform to the model: {problems}"
         assert not wire.leaked(reply), reply.describe()
         return reply
