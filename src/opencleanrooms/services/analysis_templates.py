@@ -23,13 +23,12 @@ from opencleanrooms.catalog.model import has_glob
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import arns, errors, memberships, sql_templates, tags
-from opencleanrooms.services.access import PARTICIPANT_STATUSES, member_view
+from opencleanrooms.services.access import PARTICIPANT_STATUSES, member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.services.tags import check_new_resource_tags
 from opencleanrooms.storage import analysis_templates as store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import table_associations as association_store
 from opencleanrooms.storage import tags as tag_store
 from opencleanrooms.storage.database import DuplicateError
@@ -232,37 +231,20 @@ def collaboration_template_view(row, checked: list[dict] | None) -> dict:
 
 def template_summary(row) -> dict:
     """The AnalysisTemplateSummary output shape."""
-    doc = row["doc"]
-    summary = {
-        "arn": row["arn"],
-        "createTime": row["create_time"],
-        "id": row["id"],
-        "name": row["name"],
-        "updateTime": row["update_time"],
-        "membershipArn": arns.membership_arn(row["region"], row["account_id"], row["membership_id"]),
-        "membershipId": row["membership_id"],
-        "collaborationArn": row["collaboration_arn"],
-        "collaborationId": row["collaboration_id"],
-    }
-    if "description" in doc:
-        summary["description"] = doc["description"]
-    summary["isSyntheticData"] = "syntheticDataParameters" in doc
-    return summary
+    return _summary(row, membershipArn=arns.membership_arn(row["region"], row["account_id"], row["membership_id"]),
+                    membershipId=row["membership_id"])
 
 
 def collaboration_template_summary(row) -> dict:
     """The CollaborationAnalysisTemplateSummary output shape."""
+    return _summary(row, creatorAccountId=row["account_id"])
+
+
+def _summary(row, **specific) -> dict:
     doc = row["doc"]
-    summary = {
-        "arn": row["arn"],
-        "createTime": row["create_time"],
-        "id": row["id"],
-        "name": row["name"],
-        "updateTime": row["update_time"],
-        "collaborationArn": row["collaboration_arn"],
-        "collaborationId": row["collaboration_id"],
-        "creatorAccountId": row["account_id"],
-    }
+    summary = {"arn": row["arn"], "createTime": row["create_time"], "id": row["id"], "name": row["name"],
+               "updateTime": row["update_time"], "collaborationArn": row["collaboration_arn"],
+               "collaborationId": row["collaboration_id"], **specific}
     if "description" in doc:
         summary["description"] = doc["description"]
     summary["isSyntheticData"] = "syntheticDataParameters" in doc
@@ -363,14 +345,7 @@ def _check_in_collaboration(conn: sa.Connection, membership, analysis_format: st
 
 
 def _membership(conn: sa.Connection, ctx: RequestContext, membership_id: str, *, active: bool = False):
-    """The caller's own membership (ResourceNotFoundException otherwise); `active`: it must be ACTIVE."""
-    row = membership_store.get(conn, ctx.region, ctx.account_id, membership_id)
-    if row is None:
-        raise errors.not_found(f"Membership {membership_id} not found.", membership_id, "MEMBERSHIP")
-    if active and row["status"] != "ACTIVE":
-        raise errors.conflict(f"Membership {membership_id} is {row['status']}; analysis templates can only be "
-                              "created in an ACTIVE membership.", membership_id, "MEMBERSHIP", "INVALID_STATE")
-    return row
+    return owned_membership(conn, ctx, membership_id, active_for="analysis templates" if active else None)
 
 
 def _template(conn: sa.Connection, ctx: RequestContext, membership_id: str, template_id: str):

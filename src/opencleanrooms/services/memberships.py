@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import arns, errors, payment, summaries
-from opencleanrooms.services.access import member_view
+from opencleanrooms.services.access import member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
@@ -65,7 +65,7 @@ def create_membership(ctx: RequestContext, params: dict) -> dict:
 @operation("GetMembership")
 def get_membership(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
-        row = _owned(conn, ctx, params["membershipIdentifier"])
+        row = owned_membership(conn, ctx, params["membershipIdentifier"])
     return {"membership": membership_view(row)}
 
 
@@ -73,7 +73,7 @@ def get_membership(ctx: RequestContext, params: dict) -> dict:
 def update_membership(ctx: RequestContext, params: dict) -> dict:
     membership_id = params["membershipIdentifier"]
     with ctx.db.write() as conn:
-        row = _owned(conn, ctx, membership_id)
+        row = owned_membership(conn, ctx, membership_id)
         if row["status"] != "ACTIVE":
             raise errors.conflict(f"Membership {membership_id} is {row['status']} and can no longer be updated.",
                                   membership_id, "MEMBERSHIP", "INVALID_STATE")
@@ -92,7 +92,7 @@ def update_membership(ctx: RequestContext, params: dict) -> dict:
 def delete_membership(ctx: RequestContext, params: dict) -> None:
     membership_id = params["membershipIdentifier"]
     with ctx.db.write() as conn:
-        row = _owned(conn, ctx, membership_id)
+        row = owned_membership(conn, ctx, membership_id)
         for check in SUBRESOURCE_CHECKS:
             left = check(conn, membership_id)
             if left:
@@ -121,14 +121,6 @@ def membership_view(row) -> dict:
     view = summaries.membership_summary(row)
     view.update(row["doc"])
     return view
-
-
-def _owned(conn, ctx: RequestContext, membership_id: str):
-    """The caller's own membership; anyone else's, like a missing one, is ResourceNotFoundException."""
-    row = store.get(conn, ctx.region, ctx.account_id, membership_id)
-    if row is None:
-        raise errors.not_found(f"Membership {membership_id} not found.", membership_id, "MEMBERSHIP")
-    return row
 
 
 def _already_joined(collaboration_id: str, status: str) -> ServiceError:

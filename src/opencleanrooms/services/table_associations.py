@@ -22,14 +22,13 @@ import sqlalchemy as sa
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import analysis_rules, arns, configured_tables, errors, memberships, tags
-from opencleanrooms.services.access import PARTICIPANT_STATUSES
+from opencleanrooms.services.access import PARTICIPANT_STATUSES, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.services.tags import check_new_resource_tags
 from opencleanrooms.storage import collaborations as collaboration_store
 from opencleanrooms.storage import configured_tables as table_store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import table_associations as store
 from opencleanrooms.storage import tags as tag_store
 from opencleanrooms.storage.database import DuplicateError
@@ -261,15 +260,7 @@ def _rule_types(row) -> list[str]:
 
 
 def _membership(conn: sa.Connection, ctx: RequestContext, membership_id: str, *, active: bool = False):
-    """The caller's own membership (ResourceNotFoundException otherwise); `active`: it must be ACTIVE."""
-    row = membership_store.get(conn, ctx.region, ctx.account_id, membership_id)
-    if row is None:
-        raise errors.not_found(f"Membership {membership_id} not found.", membership_id, "MEMBERSHIP")
-    if active and row["status"] != "ACTIVE":
-        raise errors.conflict(f"Membership {membership_id} is {row['status']}; configured table associations can "
-                              "only be created or changed in an ACTIVE membership.", membership_id, "MEMBERSHIP",
-                              "INVALID_STATE")
-    return row
+    return owned_membership(conn, ctx, membership_id, active_for="configured table associations" if active else None)
 
 
 def _association(conn: sa.Connection, ctx: RequestContext, membership_id: str, association_id: str, *,
