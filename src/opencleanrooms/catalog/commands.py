@@ -14,7 +14,7 @@ from importlib import resources
 
 from opencleanrooms.catalog import reader, store
 from opencleanrooms.catalog.errors import TableUnreadable
-from opencleanrooms.catalog.model import ANY_REGION, FORMATS, Column, TableSource, make_source
+from opencleanrooms.catalog.model import ANY_REGION, FORMATS, TableSource, make_source
 from opencleanrooms.catalog.s3 import S3Settings
 from opencleanrooms.catalog.tomlfile import load_catalog_file
 
@@ -48,17 +48,6 @@ def import_file(db, path: str | os.PathLike) -> list[TableSource]:
         for source in sources:
             store.put(conn, source)
     return sources
-
-
-def describe_table(db, s3_settings: S3Settings | None, *, account_id: str, database: str, table: str,
-                   region: str | None = None) -> tuple[TableSource, list[Column]]:
-    """The entry that (account, region, database, table) resolves to, and its schema. Raises TableNotFound,
-    TableUnreadable."""
-    from opencleanrooms.catalog import require_table
-
-    with db.read() as conn:
-        source = require_table(conn, account_id, region or ANY_REGION, database, table)
-    return source, reader.read_schema(source, s3_settings, cache=None)
 
 
 def samples_catalog_path() -> str:

@@ -8,7 +8,6 @@ long as the object's ETag is unchanged; a new ETag downloads the object again an
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fnmatch
 import functools
 import hashlib
@@ -211,11 +210,3 @@ def _client(settings: S3Settings):
         "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config,
         aws_access_key_id=settings.access_key_id, aws_secret_access_key=settings.secret_access_key,
     )
-
-
-def settings_without_secrets(settings: S3Settings) -> dict:
-    """The settings fit to print or log."""
-    shown = dataclasses.asdict(settings)
-    if shown.get("secret_access_key"):
-        shown["secret_access_key"] = "***"
-    return shown

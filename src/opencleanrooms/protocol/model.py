@@ -13,7 +13,6 @@ import botocore.loaders
 import botocore.model
 
 SERVICE_NAME = "cleanrooms"
-API_VERSION = "2022-02-17"
 
 
 @functools.cache

@@ -68,9 +68,6 @@ class Router:
                 return Route(template.operation, decoded)
         return None
 
-    def path_exists(self, raw_path: str) -> bool:
-        """True when some method routes this path (used to tell 'wrong method' from 'no such path')."""
-        return any(self.match(method, raw_path) for method in {m for m, _ in self._table})
 
 
 def _split(path: str) -> list[str]:
