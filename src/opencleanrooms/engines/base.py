@@ -1,0 +1,160 @@
+"""The engine contract: what the runner hands an engine, and what it gets back.
+
+Engine-neutral on purpose (no DuckDB or Spark types): the policy layer produces SQL over internal relation names
+(`t0`, `t1`, ...), the runner resolves each name to a `TableScan` (local files from the catalog plus the columns a
+configured table allows), and an engine runs the SQL against exactly those relations under `Limits`, returning an
+Arrow table. Failures are `EngineError`s whose `code` is a ProtectedQueryError code and whose `message` is safe to
+show a member: no server path, no data value, no traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow
+
+    from opencleanrooms.catalog import Scan
+
+# ProtectedQueryError codes an engine may report.
+MALFORMED_QUERY = "MALFORMED_QUERY"
+INSUFFICIENT_COMPUTE = "INSUFFICIENT_COMPUTE"
+INVALID_RESOURCE = "INVALID_RESOURCE"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+_RELATION_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class TableScan:
+    """One relation the SQL may read: `name` is a safe identifier, `columns` the only columns exposed (lower case,
+    the configured table's allowed columns), with the types `catalog.read_schema` reports."""
+
+    name: str
+    scan: Scan
+    columns: tuple[str, ...]
+    label: str | None = None  # how messages name the table to a member (e.g. the configured table's name)
+
+    def __post_init__(self) -> None:
+        if not _RELATION_NAME.fullmatch(self.name):
+            raise ValueError(f"relation name {self.name!r} is not a safe identifier")
+        if not self.columns:
+            raise ValueError(f"relation {self.name} exposes no columns")
+        if any(c != c.lower() for c in self.columns) or len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"relation {self.name}: columns must be distinct and lower case")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-query resource limits. Memory is the engine's working memory (DuckDB spills past it where it can)."""
+
+    timeout_seconds: float = 300.0
+    memory_limit_mb: int = 1024
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.timeout_seconds > 0:
+            raise ValueError("timeout_seconds must be positive")
+        if int(self.memory_limit_mb) < 16:
+            raise ValueError("memory_limit_mb must be at least 16")
+        if int(self.threads) < 1:
+            raise ValueError("threads must be at least 1")
+
+
+class CancelToken:
+    """Cancellation shared between the runner (which calls `cancel()` from any thread) and an engine (which
+    registers a callback that interrupts its work). Callbacks run once, on the cancelling thread, or at once when
+    registered after cancellation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._next = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            callbacks = list(self._callbacks.values())
+            self._callbacks.clear()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one engine's failure must not stop the others' interrupts
+                pass
+
+    def register(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on cancellation; returns a function that unregisters it."""
+        with self._lock:
+            if not self._cancelled:
+                key = self._next
+                self._next += 1
+                self._callbacks[key] = callback
+
+                def unregister() -> None:
+                    with self._lock:
+                        self._callbacks.pop(key, None)
+
+                return unregister
+        callback()
+        return lambda: None
+
+
+class EngineError(Exception):
+    """A query that failed. `code` is a ProtectedQueryError code; `message` is safe to show a member."""
+
+    default_code = INTERNAL_ERROR
+
+    def __init__(self, message: str, code: str | None = None, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, retryable={self.retryable})"
+
+
+class QueryTimedOut(EngineError):
+    """The query ran past `Limits.timeout_seconds`."""
+
+    default_code = INSUFFICIENT_COMPUTE
+
+    def __init__(self, message: str = "The query did not finish within its time limit", code: str | None = None,
+                 *, retryable: bool = False) -> None:
+        super().__init__(message, code, retryable=retryable)
+
+
+class QueryCancelled(EngineError):
+    """The query was cancelled through its CancelToken."""
+
+    def __init__(self, message: str = "The query was cancelled", code: str | None = None, *,
+                 retryable: bool = False) -> None:
+        super().__init__(message, code, retryable=retryable)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs one SQL statement over the given relations. Implementations must be safe to call from several threads
+    at once, and must expose nothing but `tables` to the SQL."""
+
+    name: str
+
+    def execute(self, sql: str, tables: Sequence[TableScan], limits: Limits,
+                cancel: CancelToken) -> pyarrow.Table: ...
+
+    def close(self) -> None: ...
