@@ -121,7 +121,8 @@ class DuckDBEngine:
                 loader.close()
                 self._lock(sandbox)
                 self._check_statement(sandbox, sql)
-                result = sandbox.sql(sql).to_arrow_table()
+                relation = sandbox.sql(sql)  # None for a statement without a result (only when not select_only)
+                result = relation.to_arrow_table() if relation is not None else _empty_table()
                 del keep
                 return result
             except EngineError:
@@ -347,6 +348,12 @@ def _first_line(text: str, tables: Sequence[TableScan]) -> str:
             line = line.replace(path, table.display)
     line = _PATHISH.sub("<path>", line)
     return line[:500]
+
+
+def _empty_table():
+    import pyarrow as pa
+
+    return pa.table({})
 
 
 def _ident(name: str) -> str:
