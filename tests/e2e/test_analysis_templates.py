@@ -702,6 +702,11 @@ def test_pyspark_templates_record_their_artifacts_hashes(s3_server):
     assert (t["format"], t["source"], t["analysisParameters"]) == ("PYSPARK_1_0", {"artifacts": artifacts}, parameters)
     assert t["schema"] == {"referencedTables": ["customers", "impressions"]}
     assert get_shared(bob, collab.id, t["arn"]) == shared_view(t, alice)
+    newer = alice.client.create_analysis_template(
+        membershipIdentifier=collab.mid(alice), name="runtime two", format="PYSPARK_2_0",
+        source={"artifacts": artifacts}, schema={"referencedTables": ["impressions"]})["analysisTemplate"]
+    assert newer["format"] == "PYSPARK_2_0" and newer["sourceMetadata"] == t["sourceMetadata"]
+    alice.client.delete_analysis_template(membershipIdentifier=collab.mid(alice), analysisTemplateIdentifier=newer["id"])
     only_entry = _job(alice, collab.mid(alice), _artifacts(bucket), name="entry only")
     assert only_entry["sourceMetadata"] == {"artifacts": {"entryPointHash": {"sha256": hashlib.sha256(
         script).hexdigest()}}}
@@ -736,9 +741,10 @@ def test_pyspark_templates_are_checked(s3_server, tmp_path):
         "entryPoint": {"location": {"bucket": "no-such-bucket-here", "key": "main.py"}}, "roleArn": ROLE})
     refused("schema.referencedTables", "must name the tables it reads", schema={})
     refused("schema.referencedTables", "not configured table associations", schema={"referencedTables": ["orders"]})
-    response = raises("ValidationException", alice.client.create_analysis_template, membershipIdentifier=mid,
-                      name="text", format="PYSPARK_1_0", source={"text": "SELECT 1"})
-    assert field_names(response) == ["source"]
+    for pyspark in ("PYSPARK_1_0", "PYSPARK_2_0"):  # botocore 1.44 added the 2.0 runtime
+        response = raises("ValidationException", alice.client.create_analysis_template, membershipIdentifier=mid,
+                          name="text", format=pyspark, source={"text": "SELECT 1"})
+        assert field_names(response) == ["source"]
     sql_collab = collaborate(alice, bob)  # the default engine runs no PySpark
     associate(alice, sql_collab.mid(alice), create_table(alice, name="again")["id"], name="customers")
     response = raises("ValidationException", _job, alice, sql_collab.mid(alice), _artifacts(bucket),

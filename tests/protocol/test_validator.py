@@ -195,7 +195,7 @@ def test_nested_list_paths():
     members = [member(0), dict(member(1), memberAbilities=["CAN_QUERY", "CAN_FLY"])]
     assert messages("CreateCollaboration", collaboration(members=members)) == [
         "Value 'CAN_FLY' at 'members.2.member.memberAbilities.2.member' failed to satisfy constraint: "
-        "Member must satisfy enum value set: [CAN_QUERY, CAN_RECEIVE_RESULTS, CAN_RUN_JOB]"
+        "Member must satisfy enum value set: [CAN_QUERY, CAN_RECEIVE_RESULTS, CAN_RUN_JOB, CAN_EXPORT_QUERY_ANALYSIS_LOG]"
     ]
 
 

@@ -176,3 +176,39 @@ def test_check_no_duplicates_names_each_repeat_once():
         rules.check_no_duplicates(["a", "b", "a", "c", "b", "a"], "allowedColumns")
     assert info.value.message == "allowedColumns lists the same value more than once: a, b."
     assert info.value.fields["fieldList"] == [{"name": "allowedColumns", "message": "Duplicate values: a, b"}]
+
+
+THRESHOLD = {"identityColumns": ["user_id"], "minimumIdentityCount": 5, "type": "COUNT_DISTINCT",
+             "allowedAggregateExpressionType": "COLUMNS_ONLY"}
+CONTROLS = {"allowedLiteralComparisonColumns": ["segment"], "allowedColumnComparisonColumns": ["user_id"]}
+
+
+def test_custom_rules_accept_aggregation_thresholds_and_comparison_controls():
+    rules.check_rule("CUSTOM", custom(aggregationThresholds=[dict(THRESHOLD, outputColumnThresholds=[
+        {"outputColumnName": "total", "minimumIdentityCount": 0}, {"outputColumnName": "n", "minimumIdentityCount": 9}])],
+        comparisonControls=CONTROLS), ALLOWED, "glue")
+
+
+@pytest.mark.parametrize("changes, field, words", [
+    ({"aggregationThresholds": [THRESHOLD], "differentialPrivacy": {"columns": [{"name": "user_id"}]}},
+     "aggregationThresholds", "differential privacy"),
+    ({"comparisonControls": CONTROLS, "differentialPrivacy": {"columns": [{"name": "user_id"}]}},
+     "comparisonControls", "differential privacy"),
+    ({"aggregationThresholds": [THRESHOLD], "allowedAnalyses": ["ANY_JOB"]}, "aggregationThresholds", "only jobs"),
+    ({"aggregationThresholds": [THRESHOLD], "comparisonControls": dict(CONTROLS, allowedLiteralComparisonColumns=[
+        "user_id"])}, "comparisonControls.allowedLiteralComparisonColumns", "identity column"),
+    ({"aggregationThresholds": [dict(THRESHOLD, outputColumnThresholds=[
+        {"outputColumnName": "n", "minimumIdentityCount": 1}])]},
+     "aggregationThresholds.1.member.outputColumnThresholds.1.member.minimumIdentityCount", "at least 2"),
+    ({"aggregationThresholds": [dict(THRESHOLD, outputColumnThresholds=[
+        {"outputColumnName": "n", "minimumIdentityCount": 3}, {"outputColumnName": "n", "minimumIdentityCount": 4}])]},
+     "aggregationThresholds.1.member.outputColumnThresholds", "more than once"),
+    ({"aggregationThresholds": [dict(THRESHOLD, identityColumns=["nope"])]},
+     "aggregationThresholds.1.member.identityColumns", "not allowed columns"),
+    ({"comparisonControls": dict(CONTROLS, allowedColumnComparisonColumns=["nope"])},
+     "comparisonControls.allowedColumnComparisonColumns", "not allowed columns"),
+])
+def test_custom_rule_controls_are_checked(changes, field, words):
+    error = rejected("CUSTOM", custom(**changes))
+    assert error.fields["fieldList"][0]["name"] == f"analysisRulePolicy.v1.custom.{field}"
+    assert words in error.message

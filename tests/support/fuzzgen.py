@@ -711,11 +711,35 @@ class Generator:
                     body["differentialPrivacy"] = {"columns": [{"name": rng.choice(columns)}]}
                 else:
                     del body["differentialPrivacy"]
+            self._custom_controls(body, columns, sample)
             for key in ("allowedResultReceivers", "allowedAdditionalAnalyses"):
                 if key in body:
                     body[key] = list(dict.fromkeys(body[key]))
         params["analysisRulePolicy"] = {"v1": {member: body}}
         return glue or rule_type == "CUSTOM"
+
+    def _custom_controls(self, body: dict, columns: list[str], sample) -> None:
+        """aggregationThresholds and comparisonControls as a valid rule has them: never with differential privacy
+        or a jobs-only rule; columns of the table; identity columns not compared with literals."""
+        rng = self.rng
+        if "differentialPrivacy" in body or set(body["allowedAnalyses"]) == {"ANY_JOB"}:
+            body.pop("aggregationThresholds", None)
+            body.pop("comparisonControls", None)
+            return
+        identities: set[str] = set()
+        for threshold in body.get("aggregationThresholds") or []:
+            threshold["identityColumns"] = [rng.choice(columns)]
+            identities.update(threshold["identityColumns"])
+            overrides = {o["outputColumnName"]: o for o in threshold.get("outputColumnThresholds") or []}
+            for override in overrides.values():
+                if override["minimumIdentityCount"] == 1:
+                    override["minimumIdentityCount"] = 2
+            if "outputColumnThresholds" in threshold:
+                threshold["outputColumnThresholds"] = list(overrides.values())
+        if "comparisonControls" in body:
+            literal = [c for c in columns if c not in identities]
+            body["comparisonControls"] = {"allowedLiteralComparisonColumns": sample(literal, 0, 2),
+                                          "allowedColumnComparisonColumns": sample(columns, 0, 2)}
 
     def _template_arn(self) -> str:
         shape = MODEL.shape_for("AnalysisTemplateArnOrQueryWildcard")

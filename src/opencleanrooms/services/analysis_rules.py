@@ -53,6 +53,12 @@ def columns_named(rule_type: str, body: dict, path: str = "") -> Iterator[tuple[
             yield prefix + "disallowedOutputColumns", column
         for i, column in enumerate((body.get("differentialPrivacy") or {}).get("columns") or [], 1):
             yield f"{prefix}differentialPrivacy.columns.{i}.member.name", column["name"]
+        for i, threshold in enumerate(body.get("aggregationThresholds") or [], 1):
+            for column in threshold.get("identityColumns") or []:
+                yield f"{prefix}aggregationThresholds.{i}.member.identityColumns", column
+        for field in ("allowedLiteralComparisonColumns", "allowedColumnComparisonColumns"):
+            for column in (body.get("comparisonControls") or {}).get(field) or []:
+                yield f"{prefix}comparisonControls.{field}", column
 
 
 def columns_used(rule_type: str, policy: dict) -> set[str]:
@@ -142,11 +148,51 @@ def check_custom(body: dict, path: str, reference_kind: str = "glue") -> None:
             "allows either specific analysis templates or analysis providers.", reason="INVALID_CONFIGURATION",
             field=f"{path}.allowedAnalysisProviders",
             field_message="Allowed only with ANY_QUERY or ANY_JOB in allowedAnalyses")
+    check_custom_controls(body, path)
     if "differentialPrivacy" in body and reference_kind not in S3_REFERENCES:
         raise errors.validation(
             f"Differential privacy is available only for tables whose data is in Amazon S3, not for "
             f"{reference_kind} table references.", reason="INVALID_CONFIGURATION",
             field=f"{path}.differentialPrivacy", field_message=f"Not supported for {reference_kind} tables")
+
+
+def check_custom_controls(body: dict, path: str) -> None:
+    """aggregationThresholds and comparisonControls, as the model documents them: not with differential privacy,
+    not on a rule that allows only jobs; no identity column compared with literals; per-column overrides once each,
+    0 (exempt) or at least 2."""
+    thresholds, controls = body.get("aggregationThresholds"), body.get("comparisonControls")
+    for field, value in (("aggregationThresholds", thresholds), ("comparisonControls", controls)):
+        if value is None:
+            continue
+        if "differentialPrivacy" in body:
+            raise errors.validation(f"{field} cannot be used with differential privacy.",
+                                    reason="INVALID_CONFIGURATION", field=f"{path}.{field}",
+                                    field_message="Not allowed with differentialPrivacy")
+        if body["allowedAnalyses"] and set(body["allowedAnalyses"]) == {"ANY_JOB"}:
+            raise errors.validation(f"{field} cannot be used when allowedAnalyses allows only jobs.",
+                                    reason="INVALID_CONFIGURATION", field=f"{path}.{field}",
+                                    field_message="Not allowed when allowedAnalyses is ANY_JOB")
+    literal = set((controls or {}).get("allowedLiteralComparisonColumns") or [])
+    for i, threshold in enumerate(thresholds or [], 1):
+        where = f"{path}.aggregationThresholds.{i}.member"
+        compared = [c for c in threshold["identityColumns"] if c in literal]
+        if compared:
+            raise errors.validation(
+                f"An identity column of an aggregation threshold cannot be an allowed literal comparison column: "
+                f"{', '.join(compared)}.", reason="INVALID_CONFIGURATION",
+                field=f"{path}.comparisonControls.allowedLiteralComparisonColumns",
+                field_message=f"Identity columns: {', '.join(compared)}")
+        overrides = threshold.get("outputColumnThresholds") or []
+        check_no_duplicates([o["outputColumnName"] for o in overrides], f"{where}.outputColumnThresholds")
+        for j, override in enumerate(overrides, 1):
+            if override["minimumIdentityCount"] == 1:
+                raise errors.validation(
+                    "An output column threshold is 0 (the column is exempt) or at least 2.",
+                    field=f"{where}.outputColumnThresholds.{j}.member.minimumIdentityCount",
+                    field_message="Must be 0 or at least 2")
+    if controls is not None:
+        for field in ("allowedLiteralComparisonColumns", "allowedColumnComparisonColumns"):
+            check_no_duplicates(controls[field], f"{path}.comparisonControls.{field}")
 
 
 def _check_duplicates(rule_type: str, body: dict, path: str) -> None:

@@ -38,7 +38,8 @@ from opencleanrooms.storage.database import DuplicateError
 RESOURCE_TYPE = "MEMBERSHIP"
 COLLABORATION_RESOURCE_TYPE = "COLLABORATION"
 NOT_FOUND_CODE = "ResourceNotFoundException"  # BatchGet errors' code: the error the single Get would raise
-SQL, PYSPARK = "SQL", "PYSPARK_1_0"
+SQL = "SQL"
+PYSPARK = frozenset({"PYSPARK_1_0", "PYSPARK_2_0"})  # every PySpark runtime the model names
 SPARK_ENGINE = "SPARK"
 MAX_ARTIFACT_BYTES = 1024 ** 3  # AWS: "the maximum size of all combined artifacts ... is 1 GB"
 _DOC_FIELDS = ("description", "format", "source", "analysisParameters", "errorMessageConfiguration",
@@ -77,7 +78,7 @@ def create_template(ctx: RequestContext, params: dict) -> dict:
     check_new_resource_tags(params.get("tags") or {})
     tables = _check_request(params)
     source_metadata = None
-    if analysis_format == PYSPARK:  # the artifacts are read outside the write transaction
+    if analysis_format in PYSPARK:  # the artifacts are read outside the write transaction
         with ctx.db.read() as conn:
             membership = _membership(conn, ctx, membership_id, active=True)
             _check_in_collaboration(conn, membership, analysis_format, tables)
@@ -272,7 +273,7 @@ def validations(conn: sa.Connection, row) -> list[dict] | None:
     if not private:
         return None
     named = ", ".join(private)
-    if doc["format"] == PYSPARK:
+    if doc["format"] in PYSPARK:
         reasons = [f"PySpark analyses cannot use tables with differential privacy: {named}."]
     elif (row["collaboration_doc"] or {}).get("analyticsEngine") == SPARK_ENGINE:
         reasons = [f"The collaboration's SPARK analytics engine does not support differential privacy, which these "
@@ -303,7 +304,7 @@ def _check_request(params: dict) -> list[str]:
                                 field_message=f"Must be source.{wanted} for format {analysis_format}")
     sql_templates.check_parameter_declarations(parameters)
     declared = _declared_tables(params)
-    if analysis_format == PYSPARK:
+    if analysis_format in PYSPARK:
         if not declared:
             raise errors.validation("A PySpark analysis template must name the tables it reads in "
                                     "schema.referencedTables.", reason="INVALID_CONFIGURATION",
@@ -330,7 +331,7 @@ def _check_in_collaboration(conn: sa.Connection, membership, analysis_format: st
     """PySpark needs the SPARK analytics engine, and every referenced table must be a relation of the
     collaboration."""
     collaboration_id = membership["collaboration_id"]
-    if analysis_format == PYSPARK and (membership["collaboration_doc"] or {}).get("analyticsEngine") != SPARK_ENGINE:
+    if analysis_format in PYSPARK and (membership["collaboration_doc"] or {}).get("analyticsEngine") != SPARK_ENGINE:
         raise errors.validation(f"PySpark analysis templates need a collaboration whose analytics engine is SPARK; "
                                 f"collaboration {collaboration_id} does not use it.",
                                 reason="INVALID_CONFIGURATION", field="format")
