@@ -40,14 +40,16 @@ def generate(directory: str, rows: int) -> tuple[str, str]:
                         f"(range % 1000) / 10.0 AS spend, md5(range::VARCHAR) AS email_hash "
                         f"FROM range({rows})) TO '{a}' (FORMAT parquet)")
         if not os.path.exists(b):
-            con.execute(f"COPY (SELECT 'u' || ((range * 7) % {rows}) AS user_id, 'c' || (range % 50) AS campaign, "
-                        f"range % 5 AS clicks FROM range({rows})) TO '{b}' (FORMAT parquet)")
+            con.execute(f"COPY (SELECT 'u' || ((range * 7) % {rows}) AS user_id, "
+                        f"'c' || (range % 50) AS campaign, range % 5 AS clicks "
+                        f"FROM range({rows})) TO '{b}' (FORMAT parquet)")
     return a, b
 
 
 def bare(a: str, b: str, threads: int, memory_mb: int):
     with duckdb.connect(config={"threads": threads, "memory_limit": f"{memory_mb}MB"}) as con:
-        sql = QUERY.format(a="a", b="b").replace("FROM a JOIN b", f"FROM read_parquet('{a}') a JOIN read_parquet('{b}') b")
+        sql = QUERY.format(a="a", b="b").replace(
+            "FROM a JOIN b", f"FROM read_parquet('{a}') a JOIN read_parquet('{b}') b")
         return con.sql(sql).to_arrow_table()
 
 
@@ -80,7 +82,10 @@ def main() -> None:
     start = time.perf_counter()
     a, b = generate(args.dir, args.rows)
     print(f"data: {args.rows:,} x {args.rows:,} rows in {args.dir} ({time.perf_counter() - start:.1f} s to prepare)")
-    source = lambda path: make_source(account_id="111111111111", database="bench", table="t", location=path)  # noqa: E731
+
+    def source(path):
+        return make_source(account_id="111111111111", database="bench", table="t", location=path)
+
     scans = [TableScan("t0", prepare_scan(source(a)), ("user_id", "segment", "spend")),
              TableScan("t1", prepare_scan(source(b)), ("user_id", "campaign", "clicks"))]
     limits = Limits(timeout_seconds=600, memory_limit_mb=args.memory_mb, threads=args.threads)
@@ -94,8 +99,9 @@ def main() -> None:
     same = _rounded(bare_result) == _rounded(eng_result)  # float sums differ in the last digits between runs
     print(f"threads={args.threads} memory_limit={args.memory_mb}MB repeat={args.repeat} result rows="
           f"{eng_result.num_rows} identical={same}")
-    print(f"bare DuckDB (read_parquet):   median {bare_median:.3f} s  runs {', '.join(f'{t:.3f}' for t in bare_times)}")
-    print(f"DuckDBEngine.execute:         median {eng_median:.3f} s  runs {', '.join(f'{t:.3f}' for t in eng_times)}")
+    runs = lambda times: ", ".join(f"{t:.3f}" for t in times)  # noqa: E731
+    print(f"bare DuckDB (read_parquet):   median {bare_median:.3f} s  runs {runs(bare_times)}")
+    print(f"DuckDBEngine.execute:         median {eng_median:.3f} s  runs {runs(eng_times)}")
     print(f"engine fixed cost per query (SELECT 1 over the same two scans): median {fixed_median:.3f} s")
     print(f"overhead ratio (engine/bare): {eng_median / bare_median:.2f}x")
 
