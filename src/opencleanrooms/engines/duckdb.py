@@ -336,9 +336,10 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan], limits: Limits) 
 
 
 def _looks_like_data_read(exc: BaseException) -> bool:
-    """Arrow scan failures (a file changed or broke under a running query) surface as DuckDB input errors."""
+    """Arrow scan failures (files that disagree on a type, a file changed or broken under a running query) surface
+    as DuckDB input errors: "reading the Arrow source failed: ..."."""
     text = str(exc).lower()
-    return "arrow" in text and ("scan" in text or "parquet" in text or "ioerror" in text or "file" in text)
+    return any(phrase in text for phrase in ("arrow source", "arrow scan", "arrow stream", "arrowinvalid"))
 
 
 def _first_line(text: str, tables: Sequence[TableScan]) -> str:
