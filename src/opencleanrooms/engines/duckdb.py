@@ -283,11 +283,11 @@ def _glue_compatible(duck_type) -> str:
     return _WIDENED.get(str(duck_type.id).lower(), str(duck_type))
 
 
+_NOT_ALLOWED = "The query uses an operation that is not allowed (file, network or configuration access)"
 _FIXED_MESSAGES = (  # (exception class name, code, message): checked in order, so subclasses first
     ("InterruptException", INTERNAL_ERROR, "The query was interrupted"),
     ("OutOfMemoryException", INSUFFICIENT_COMPUTE, "The query needed more memory than its limit of {mb} MB"),
-    ("PermissionException", MALFORMED_QUERY,
-     "The query uses an operation that is not allowed (file, network or configuration access)"),
+    ("PermissionException", MALFORMED_QUERY, _NOT_ALLOWED),
     ("HTTPException", MALFORMED_QUERY, "The query uses an operation that is not allowed (network access)"),
     ("ConversionException", MALFORMED_QUERY, "A value could not be converted to the type the query requires"),
     ("OutOfRangeException", MALFORMED_QUERY,
@@ -310,6 +310,8 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan], limits: Limits) 
         names = {cls.__name__ for cls in type(exc).__mro__}
         if "IOException" in names and "HTTPException" not in names:
             return EngineError("A table's data could not be read while the query ran", INVALID_RESOURCE)
+        if "configuration has been locked" in str(exc):
+            return EngineError(_NOT_ALLOWED, MALFORMED_QUERY)
         for cls_name, code, message in _FIXED_MESSAGES:
             if cls_name in names:
                 if _looks_like_data_read(exc):
