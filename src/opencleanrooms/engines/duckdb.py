@@ -108,17 +108,12 @@ class DuckDBEngine:
         timer.daemon = True
         unregister = cancel.register(lambda: guard.fire("cancel"))
         timer.start()
-        connections = []
         try:
             try:
-                loader = self._connect(limits, work)
-                connections.append(loader)
-                guard.add(loader)
-                sandbox = self._connect(limits, work)
-                connections.append(sandbox)
-                guard.add(sandbox)
+                loader = guard.add(self._connect(limits, work))
+                sandbox = guard.add(self._connect(limits, work))
                 keep = [_expose(sandbox, loader, table, work) for table in tables]
-                loader.close()
+                guard.close(loader)
                 self._lock(sandbox)
                 self._check_statement(sandbox, sql)
                 relation = sandbox.sql(sql)  # None for a statement without a result (only when not select_only)
@@ -134,12 +129,9 @@ class DuckDBEngine:
                     raise guard.error(limits) from None
                 raise _map_error(exc, tables, limits) from None
         finally:
-            guard.stop()
             timer.cancel()
             unregister()
-            for con in connections:
-                with contextlib.suppress(Exception):
-                    con.close()
+            guard.stop()  # and closes the connections
             shutil.rmtree(work, ignore_errors=True)
 
     def _connect(self, limits: Limits, work: str):
@@ -171,7 +163,8 @@ class DuckDBEngine:
 
 
 class _Interrupter:
-    """Fires once (timeout or cancel), then interrupts every registered connection until stopped."""
+    """Fires once (timeout or cancel), then interrupts every open connection every 50 ms until stopped. Owns the
+    connections' closing, so that a connection is never interrupted while (or after) it is closed."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -179,9 +172,17 @@ class _Interrupter:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def add(self, con) -> None:
+    def add(self, con):
         with self._lock:
             self._connections.append(con)
+        return con
+
+    def close(self, con) -> None:
+        with self._lock:
+            if con in self._connections:
+                self._connections.remove(con)
+            with contextlib.suppress(Exception):
+                con.close()
 
     def fire(self, reason: str) -> None:
         with self._lock:
@@ -193,14 +194,19 @@ class _Interrupter:
     def _run(self) -> None:
         while not self._stopped.is_set():
             with self._lock:
-                connections = list(self._connections)
-            for con in connections:
-                with contextlib.suppress(Exception):
-                    con.interrupt()
+                for con in self._connections:
+                    with contextlib.suppress(Exception):
+                        con.interrupt()
             self._stopped.wait(_INTERRUPT_EVERY)
 
     def stop(self) -> None:
+        """Stop interrupting and close every connection still open."""
         self._stopped.set()
+        with self._lock:
+            connections, self._connections = self._connections, []
+            for con in connections:
+                with contextlib.suppress(Exception):
+                    con.close()
 
     def error(self, limits: Limits) -> EngineError:
         if self.reason == "timeout":
