@@ -12,7 +12,7 @@ from opencleanrooms.storage.database import Database, DuplicateError, sqlite_url
 
 def test_migrate_is_idempotent_and_sets_wal(tmp_path):
     db = Database(sqlite_url(tmp_path))
-    assert db.migrate() == db.migrate() == 4
+    assert db.migrate() == db.migrate() == 5
     with db.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
