@@ -17,7 +17,7 @@ def test_migrate_is_idempotent_and_sets_wal(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         versions = conn.execute(sa.select(schema.schema_version.c.version)).scalars().all()
-    assert versions == [1, 2, 3, 4]
+    assert versions == [1, 2, 3, 4, 5]
 
 
 def test_write_rolls_back_on_error_and_maps_duplicates(tmp_path):
