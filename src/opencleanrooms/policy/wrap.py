@@ -31,6 +31,7 @@ def wrap(select: exp.Select, hidden: Sequence[tuple[exp.Expression, int]]) -> ex
     order = inner.args.pop("order", None)
     limit, offset = inner.args.pop("limit", None), inner.args.pop("offset", None)
     distinct = inner.args.pop("distinct", None)
+    with_ = inner.args.pop("with", None)
     for i, (expression, _) in enumerate(hidden):
         inner.append("expressions", exp.alias_(expression, f"__k{i}", quoted=True))
     outer_order = []
@@ -56,6 +57,8 @@ def wrap(select: exp.Select, hidden: Sequence[tuple[exp.Expression, int]]) -> ex
         outer.set("order", exp.Order(expressions=outer_order))
     if distinct is not None:
         outer.set("distinct", distinct)
+    if with_ is not None:  # CTEs stay at the top, where every engine accepts them
+        outer.set("with", with_)
     if limit is not None:
         outer.set("limit", limit)
     if offset is not None:
