@@ -13,6 +13,7 @@ import re
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.spark import Spark
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 
 from opencleanrooms.policy.model import QueryRejected
@@ -20,6 +21,17 @@ from opencleanrooms.policy.model import QueryRejected
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 DIALECT = "spark"
+
+
+class CleanRoomsSpark(Spark):
+    """Spark SQL as members write it for Clean Rooms: names may be quoted with backticks or double quotes (the
+    association names contain spaces and hyphens), so only single quotes delimit strings."""
+
+    class Tokenizer(Spark.Tokenizer):
+        QUOTES = ["'"]
+        IDENTIFIERS = ["`", '"']
+
+
 _STATEMENTS = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command,
                exp.Cache, exp.Uncache, exp.Use, exp.Set, exp.Into, exp.Describe, exp.Pragma, exp.Transaction,
                exp.Commit, exp.Rollback, exp.Copy, exp.Analyze, exp.Show, exp.LoadData, exp.Kill)
@@ -37,6 +49,7 @@ FORBIDDEN_FUNCTIONS = frozenset({
 })
 _FORBIDDEN_NODES = (exp.CurrentUser, exp.Lateral, exp.Pivot, exp.Unnest, exp.TableSample, exp.Hint,
                     exp.Parameter, exp.SessionParameter)
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SQLGLOT_NOISE = re.compile(r"\x1b\[[0-9;]*m|<class '[^']*'>|<Token [^>]*>")
 
 
@@ -48,7 +61,11 @@ def reject(message: str, code: str = "MALFORMED_QUERY") -> None:
 def fragment(node: exp.Expression, limit: int = 80) -> str:
     """The SQL of a node, as the member would recognise it, shortened for messages."""
     try:
-        text = node.sql(DIALECT)
+        shown = node.copy()
+        for identifier in shown.find_all(exp.Identifier):
+            if identifier.quoted and _PLAIN_NAME.fullmatch(identifier.name):
+                identifier.set("quoted", False)
+        text = shown.sql(DIALECT)
     except Exception:  # noqa: BLE001  (a message decoration only)
         text = node.key
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -59,7 +76,7 @@ def parse(sql: str) -> exp.Expression:
     if not sql or not sql.strip():
         reject("The query is empty.")
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None and not isinstance(s, exp.Semicolon)]
+        statements = [s for s in sqlglot.parse(sql, read=CleanRoomsSpark) if s is not None and not isinstance(s, exp.Semicolon)]
     except ParseError as error:
         first = error.errors[0] if error.errors else {}
         where = f" at line {first.get('line')}, column {first.get('col')}" if first.get("line") else ""
