@@ -122,7 +122,7 @@ class _Tracer:
                     self.traced.add(id(source))
                     found.append(exp.column(identity, alias, quoted=True))
                 continue
-            if not isinstance(source, Scope) or not _reads(source.expression, name):
+            if not isinstance(source, Scope) or not _reads(source, name):
                 continue
             for column in self._carry(source, name, identity):
                 found.append(exp.column(column, alias, quoted=True))
@@ -151,8 +151,14 @@ class _Tracer:
                    for t in tree.find_all(exp.Table))
 
 
-def _reads(expression: exp.Expression, name: str) -> bool:
-    return any(table.name == name for table in expression.find_all(exp.Table))
+def _reads(scope: Scope, name: str) -> bool:
+    """Whether a scope's rows come (in part) from table `name`, directly or through the CTEs it selects from."""
+    for source in scope.sources.values():
+        if isinstance(source, exp.Table) and source.name == name:
+            return True
+        if isinstance(source, Scope) and _reads(source, name):
+            return True
+    return any(_reads(child, name) for child in scope.subquery_scopes + scope.set_operation_scopes)
 
 
 def _row_problem(select: exp.Expression) -> str | None:
