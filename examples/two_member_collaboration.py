@@ -28,6 +28,11 @@ def client(account):
 
 
 def main() -> dict:
+    return schemas_seen(*setup())
+
+
+def setup() -> tuple[dict, dict]:
+    """The collaboration and both memberships (account id -> membership), with both tables associated."""
     advertiser, publisher = client(ADVERTISER), client(PUBLISHER)
 
     # The advertiser creates the collaboration (it will run queries) and invites the publisher (it gets results).
@@ -61,7 +66,12 @@ def main() -> dict:
             analysisRuleType="LIST",
             analysisRulePolicy={"v1": {"list": {"allowedResultReceivers": [PUBLISHER[0]]}}})
 
-    # Both members now see both tables as schemas of the collaboration.
+    return collaboration, {ADVERTISER[0]: advertiser_membership, PUBLISHER[0]: publisher_membership}
+
+
+def schemas_seen(collaboration: dict, _memberships: dict) -> dict:
+    """Both members see both tables as schemas of the collaboration."""
+    advertiser, publisher = client(ADVERTISER), client(PUBLISHER)
     seen = {}
     for name, member in (("advertiser", advertiser), ("publisher", publisher)):
         summaries = member.list_schemas(collaborationIdentifier=collaboration["id"])["schemaSummaries"]
