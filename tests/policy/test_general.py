@@ -165,3 +165,12 @@ def test_parameter_as_a_name_is_refused():
 def test_positional_parameter_is_refused():
     refused("SELECT a.region, COUNT(DISTINCT a.id) FROM agg a WHERE a.region = ? GROUP BY a.region", AGG,
             contains="Positional")
+
+
+def test_output_names_keep_the_case_written():
+    result = plan("SELECT s.Region AS TheRegion, s.segment FROM sales s JOIN mine m ON s.id = m.id",
+                  table("sales", owner=OTHER, rule_type="CUSTOM"), table("mine", owner=RUNNER, rule_type="CUSTOM"))
+    assert result.output_columns == ("TheRegion", "segment")
+    agg = plan("SELECT a.region AS Area, COUNT(DISTINCT a.id) FROM agg a GROUP BY a.region", AGG)
+    assert agg.output_columns == ("Area", "COUNT(DISTINCT a.id)")
+    assert run(agg, {"agg": [row("1"), row("2")]}) == [("eu", 2)]

@@ -8,6 +8,7 @@ columns are resolved so a bound value is checked like any literal written in the
 from __future__ import annotations
 
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 
 from opencleanrooms.policy import aggregation, custom, listing, parameters
@@ -21,30 +22,55 @@ _RULES = {"AGGREGATION": aggregation, "LIST": listing, "CUSTOM": custom}
 
 def plan_query(request: QueryRequest) -> Plan:
     """Refuse the query (QueryRejected) or return its enforced, rewritten plan. Pure and deterministic."""
+    try:
+        return _plan(request)
+    except RecursionError:
+        reject("The query is nested too deeply to be analysed.")
+    except SqlglotError as error:  # the parser or optimizer gave up on a construct: refuse, never guess
+        reject(f"The query cannot be analysed: {str(error).splitlines()[0][:200]}")
+    raise AssertionError("unreachable")
+
+
+def _plan(request: QueryRequest) -> Plan:
     tree = parse(request.sql)
     found = relations(tree, request)
     rule = _RULES[found.rule_type]
     rule.precheck(tree, found, request) if rule is custom else rule.precheck(tree)
-    _name_outputs(tree)
+    display = _name_outputs(tree)
     tree = parameters.bind(tree, request.parameters, reject)
     tree = qualify_tree(tree, found.tables)
     tree = rule.enforce(tree, found, request)
     scan_names = {name: f"t{i}" for i, name in enumerate(found.names)}
     _rename_tables(tree, scan_names)
+    _restore_output_case(tree, display)
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
                 output_columns=tuple(output_names(tree)), tree=tree)
 
 
-def _name_outputs(tree: exp.Expression) -> None:
+def _outermost_select(tree: exp.Expression) -> exp.Select:
+    while isinstance(tree, (exp.SetOperation, exp.Subquery)):
+        tree = tree.this
+    return tree
+
+
+def _name_outputs(tree: exp.Expression) -> dict[str, str]:
     """Give unnamed output expressions the name Spark would show (their SQL text) before the qualifier names them
-    `_col_0`."""
-    select = tree
-    while isinstance(select, (exp.SetOperation, exp.Subquery)):
-        select = select.this
-    for projection in list(select.expressions):
-        if isinstance(projection, (exp.Alias, exp.Column, exp.Star)):
+    `_col_0`. Returns lower-case name -> name as written: the qualifier lower-cases aliases (Spark compares names
+    case-insensitively) but Spark's result keeps an alias's case."""
+    display = {}
+    for projection in list(_outermost_select(tree).expressions):
+        if isinstance(projection, (exp.Column, exp.Star)):
             continue
-        projection.replace(exp.alias_(projection.copy(), projection.sql(DIALECT), quoted=True))
+        if not isinstance(projection, exp.Alias):
+            projection = projection.replace(exp.alias_(projection.copy(), projection.sql(DIALECT), quoted=True))
+        display.setdefault(projection.alias.lower(), projection.alias)
+    return display
+
+
+def _restore_output_case(tree: exp.Expression, display: dict[str, str]) -> None:
+    for projection in _outermost_select(tree).expressions:
+        if isinstance(projection, exp.Alias) and projection.alias in display:
+            projection.set("alias", exp.to_identifier(display[projection.alias], quoted=True))
 
 
 def _rename_tables(tree: exp.Expression, scan_names: dict[str, str]) -> None:
