@@ -149,6 +149,7 @@ CORPUS = [
      "SELECT region, COUNT(*) FROM x WHERE rn = 1 GROUP BY region"),
     ("table only in a WHERE subquery", THRESH,
      "SELECT m.region, COUNT(*) FROM mine m WHERE m.id IN (SELECT s.id FROM sales s) GROUP BY m.region"),
+    ("aggregate only inside a scalar subquery", THRESH, "SELECT (SELECT COUNT(*) FROM mine) FROM sales"),
     ("transformed aggregate (COLUMNS_ONLY default)", THRESH,
      "SELECT s.region, SUM(s.amount * 100) FROM sales s GROUP BY s.region"),
     # --- CUSTOM comparison controls
@@ -214,6 +215,7 @@ REASON = {
     "DISTINCT subquery drops identity": "DISTINCT", "non-aggregate final query": "must aggregate",
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
     "transformed aggregate (COLUMNS_ONLY default)": "COLUMNS_ONLY",
+    "aggregate only inside a scalar subquery": "must aggregate",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
         "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF")},

@@ -101,3 +101,13 @@ def warm_up() -> None:
         runner_account_id="1", tables=tables, parameters={"d": ("DATE", "2024-01-01")}))
     plan.sql("duckdb")
     plan.sql("spark")
+    custom = {"allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": ["1"], "disallowedOutputColumns": ["id"],
+              "comparisonControls": {"allowedLiteralComparisonColumns": ["day"],
+                                     "allowedColumnComparisonColumns": ["id", "region"]},
+              "aggregationThresholds": [{"identityColumns": ["id"], "minimumIdentityCount": 2,
+                                         "type": "COUNT_DISTINCT"}]}
+    tables = {name: TableInfo(name, "1", info.columns, "CUSTOM", custom) for name, info in tables.items()}
+    plan_query(QueryRequest(
+        sql="WITH j AS (SELECT a.region, a.amount, a.id FROM `warm a` a LEFT JOIN warm_b b ON a.id = b.id "
+            "WHERE a.day >= DATE '2024-01-01') SELECT region, COUNT(DISTINCT id), AVG(amount) FROM j GROUP BY region",
+        runner_account_id="1", tables=tables)).sql("duckdb")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
+from opencleanrooms.policy.common import walk_shallow
 from opencleanrooms.policy.lineage import DIRECT, Flow, scope_nodes
 from opencleanrooms.policy.parse import fragment, reject
 from opencleanrooms.policy.resolve import Relations
@@ -66,8 +67,16 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
 def _aggregates(select: exp.Select) -> bool:
     if select.args.get("group"):
         return True
-    return any(isinstance(node, exp.AggFunc) and node.find_ancestor(exp.Window) is None
-               for projection in select.expressions for node in projection.walk())
+    return any(isinstance(node, exp.AggFunc) and not _inside(node, exp.Window, projection)
+               for projection in select.expressions for node in walk_shallow(projection))
+
+
+def _inside(node: exp.Expression, kind: type, top: exp.Expression) -> bool:
+    while node is not None and node is not top:
+        if isinstance(node, kind):
+            return True
+        node = node.parent
+    return isinstance(top, kind)
 
 
 def _minimum(flow: Flow, name: str, threshold, relations: Relations) -> int:
@@ -172,7 +181,7 @@ def _row_problem(select: exp.Expression) -> str | None:
     if select.args.get("distinct"):
         return "an intermediate SELECT DISTINCT drops the identity column"
     for projection in select.expressions:
-        for node in projection.walk():
+        for node in walk_shallow(projection):
             if isinstance(node, exp.Window):
                 return "a window function in an intermediate query mixes rows"
             if isinstance(node, exp.AggFunc):
