@@ -174,3 +174,17 @@ def test_output_names_keep_the_case_written():
     agg = plan("SELECT a.region AS Area, COUNT(DISTINCT a.id) FROM agg a GROUP BY a.region", AGG)
     assert agg.output_columns == ("Area", "COUNT(DISTINCT a.id)")
     assert run(agg, {"agg": [row("1"), row("2")]}) == [("eu", 2)]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-01-01 10:00:00+02:00", "2024-01-01 08:00:00"),
+    ("2024-01-01T10:00:00Z", "2024-01-01 10:00:00"),
+    ("2024-01-01 23:30-0100", "2024-01-02 00:30:00"),
+    ("2024-01-01 10:00:00.250", "2024-01-01 10:00:00.250"),
+    ("2024-01-01", "2024-01-01 00:00:00"),
+])
+def test_timestamp_parameters_are_bound_in_utc(value, expected):
+    from opencleanrooms.policy.parameters import literal
+
+    bound = literal("TIMESTAMP", value)
+    assert bound.sql("spark") == f"CAST('{expected}' AS TIMESTAMP)"

@@ -196,7 +196,10 @@ class _Checker:
         tables = self.relations.tables
         edges = common.check_joins(select, self.aliases, tables, LABEL, self.kind)
         common.require_runner_join(self.aliases, edges, tables, self.request.runner_account_id,
-                                   lambda info: (info.rule or {}).get("joinRequired") == "QUERY_RUNNER")
+                                   lambda info: (info.rule or {}).get("joinRequired") == "QUERY_RUNNER",
+                                   "the AGGREGATION rule of `{table}` sets joinRequired to QUERY_RUNNER, so it must "
+                                   "be INNER JOINed, directly or through other tables, to a table of the member "
+                                   "running the query.")
         has_aggregate = False
         for projection in select.expressions:
             has_aggregate |= self.scalar(projection, "SELECT", aggregates=True)

@@ -169,7 +169,8 @@ def _split_condition(node, operators: set[str], leaves: list, rule_label: str) -
 
 
 def require_runner_join(aliases: Mapping[str, str], edges: Iterable[tuple[str, str]],
-                        tables: Mapping[str, TableInfo], runner: str, needs_join: Callable[[TableInfo], bool]) -> None:
+                        tables: Mapping[str, TableInfo], runner: str, needs_join: Callable[[TableInfo], bool],
+                        reason: str) -> None:
     """Each table that needs it must be inner-joined, directly or transitively, to a table the runner owns."""
     parent = {alias: alias for alias in aliases}
 
@@ -185,7 +186,7 @@ def require_runner_join(aliases: Mapping[str, str], edges: Iterable[tuple[str, s
     for alias, name in sorted(aliases.items()):
         info = tables[name]
         if info.owner_account_id != runner and needs_join(info) and root(alias) not in runner_groups:
-            reject(f"Inner join to query runner table required for table {name}.")
+            reject(f"Inner join to query runner table required for table {name}: {reason.format(table=name)}")
 
 
 def walk_shallow(node: exp.Expression) -> Iterable[exp.Expression]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlglot import exp
 
 from opencleanrooms.policy import thresholds
-from opencleanrooms.policy.lineage import COUNT, Flow, base_columns, scope_nodes
+from opencleanrooms.policy.lineage import Flow, base_columns, scope_nodes
 from opencleanrooms.policy.model import QueryRequest
 from opencleanrooms.policy.parse import fragment, reject
 from opencleanrooms.policy.resolve import Relations
@@ -168,5 +168,3 @@ def _predicate_leaves(node: exp.Expression | None):
     else:
         yield node
 
-
-__all__ = ["precheck", "enforce", "COUNT"]

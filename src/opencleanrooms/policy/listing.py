@@ -59,7 +59,10 @@ def enforce(tree: exp.Expression, relations: Relations, request: QueryRequest) -
                    f"`{table}` lists it in no listColumns.")
 
     edges = common.check_joins(tree, aliases, tables, LABEL, kind)
-    common.require_runner_join(aliases, edges, tables, request.runner_account_id, lambda info: True)
+    common.require_runner_join(aliases, edges, tables, request.runner_account_id, lambda info: True,
+                               "the LIST rule lists only the overlap with the data of the member running the "
+                               "query, so `{table}` must be INNER JOINed, directly or through other tables, to one "
+                               "of that member's tables.")
     for projection in tree.expressions:
         value = projection.unalias()
         if not isinstance(value, exp.Column):

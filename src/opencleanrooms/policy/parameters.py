@@ -97,9 +97,7 @@ def literal(parameter_type: str, value: str) -> exp.Expression:
     if parameter_type == "DATE":
         return exp.cast(exp.Literal.string(value), "DATE")
     if parameter_type in TIMESTAMPS:
-        target = "TIMESTAMP" if parameter_type in ("TIMESTAMP_NTZ",) or not _TIMESTAMP.fullmatch(value)[3] \
-            else "TIMESTAMPTZ"
-        return exp.cast(exp.Literal.string(value.replace("T", " ", 1)), target)
+        return exp.cast(exp.Literal.string(_utc_timestamp(value)), "TIMESTAMP")
     return exp.Literal.string(value)  # strings, binaries and times (Spark has no TIME type)
 
 
@@ -128,6 +126,23 @@ def bind(tree: exp.Expression, values: Mapping[str, tuple[str, str]], reject) ->
             return node
         placeholder.replace(node)
     return tree
+
+
+def _utc_timestamp(value: str) -> str:
+    """A timestamp value as UTC wall-clock text: Spark's session time zone is UTC, and an engine casting text with
+    an offset to a zone-less TIMESTAMP may drop the offset instead of applying it (DuckDB does)."""
+    match = _TIMESTAMP.fullmatch(value)
+    date, time, zone = match[1], match[2] or "00:00:00", match[3]
+    if len(time) == 5:
+        time += ":00"
+    seconds, _, fraction = time.partition(".")
+    moment = datetime.datetime.fromisoformat(f"{date} {seconds}")
+    if zone and zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        moment = moment - offset if zone[0] == "+" else moment + offset
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{fraction}" if fraction else text
 
 
 def _number(text: str) -> exp.Expression:

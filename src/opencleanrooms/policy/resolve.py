@@ -102,21 +102,3 @@ def _column_message(text: str) -> str:
     if "could not be resolved" in text or "Unknown column" in text or "Ambiguous" in text:
         return text.split("\n")[0][:250].rstrip(".") + "."
     return f"The query cannot be resolved: {text[:250]}"
-
-
-def columns_of(node: exp.Expression) -> list[exp.Column]:
-    """The column references in an expression, not descending into subqueries."""
-    found = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, exp.Column):
-            found.append(current)
-            continue
-        if current is not node and isinstance(current, (exp.Subquery, exp.Select, exp.SetOperation)):
-            continue
-        stack.extend(current.iter_expressions())
-    return found
-
-
-__all__ = ["Relations", "relations", "qualify_tree", "columns_of", "source_tables", "fragment", "schema_of"]
