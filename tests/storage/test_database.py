@@ -12,12 +12,12 @@ from opencleanrooms.storage.database import Database, DuplicateError, sqlite_url
 
 def test_migrate_is_idempotent_and_sets_wal(tmp_path):
     db = Database(sqlite_url(tmp_path))
-    assert db.migrate() == db.migrate() == 5
+    assert db.migrate() == db.migrate() == 6
     with db.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         versions = conn.execute(sa.select(schema.schema_version.c.version)).scalars().all()
-    assert versions == [1, 2, 3, 4, 5]
+    assert versions == [1, 2, 3, 4, 5, 6]
 
 
 def test_write_rolls_back_on_error_and_maps_duplicates(tmp_path):

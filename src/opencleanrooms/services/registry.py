@@ -26,6 +26,7 @@ def load_all() -> dict[str, Handler]:
         collaborations,
         configured_tables,
         memberships,
+        privacy_budgets,
         protected_queries,
         schemas,
         table_associations,

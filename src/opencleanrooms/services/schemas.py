@@ -10,7 +10,6 @@ of every status reason are listed in docs/behaviour.md under "Configured table a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -24,12 +23,9 @@ from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.services.table_associations import RESOURCE_TYPE, can_receive_results
 from opencleanrooms.storage import collaborations as collaboration_store
+from opencleanrooms.storage import privacy_budgets as privacy_budget_store
 from opencleanrooms.storage import table_associations as store
 
-# Whether a collaboration has a differential privacy policy (a privacy budget template of type
-# DIFFERENTIAL_PRIVACY): (conn, collaboration id) -> bool. The privacy budget family registers its check; with none
-# registered, no collaboration has one.
-DIFFERENTIAL_PRIVACY_POLICY_CHECKS: list[Callable[[sa.Connection, str], bool]] = []
 UNKNOWN_TYPE = "unknown"  # a column whose type cannot be read (Athena tables, unreadable data)
 NOT_FOUND_CODE = "ResourceNotFoundException"  # BatchGet* errors' code: the error the single Get would raise
 QUERY_ABILITIES = frozenset({"CAN_QUERY", "CAN_RUN_JOB"})
@@ -49,7 +45,7 @@ class CollaborationFacts:
         members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
         return cls(collaboration, members, frozenset(m["membership_id"] for m in members.values()
                                                      if m["membership_id"]),
-                   any(check(conn, collaboration["id"]) for check in DIFFERENTIAL_PRIVACY_POLICY_CHECKS))
+                   privacy_budget_store.has_differential_privacy_template(conn, collaboration["id"]))
 
 
 @operation("GetSchema")

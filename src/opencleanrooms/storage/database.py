@@ -59,6 +59,14 @@ def _create_protected_query_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _create_privacy_budget_tables(conn: sa.Connection) -> None:
+    """Privacy budget templates and the ledgers of the budgets they set."""
+    from opencleanrooms.storage import privacy_budgets
+
+    for table in privacy_budgets.TABLES:
+        table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -68,6 +76,7 @@ MIGRATIONS = [
     _add_summary_columns,  # 3: pre-encoded list summaries
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
+    _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
 ]
 
 
