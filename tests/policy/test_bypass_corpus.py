@@ -161,6 +161,14 @@ CORPUS = [
     ("compare via IN list", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment IN ('a', 'b')"),
     ("compare via GROUP BY", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY s.segment"),
     ("compare via rlike", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment RLIKE '^a'"),
+    ("compare inside a lambda", COMPARE,
+     "SELECT SUM(CAST(exists(array(s.segment), x -> x = 'a') AS INT)) FROM sales s"),
+    ("compare via INTERSECT ALL with a literal row", COMPARE,
+     "SELECT s.segment FROM sales s INTERSECT ALL SELECT 'a'"),
+    ("compare via EXCEPT", COMPARE, "SELECT s.segment FROM sales s EXCEPT SELECT m.segment FROM mine m"),
+    ("compare via window ORDER BY range", COMPARE,
+     "SELECT COUNT(*) OVER (ORDER BY s.amount RANGE BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM sales s"),
+    ("inline VALUES table", CUSTOM, "SELECT v.a FROM sales s JOIN VALUES (1) AS v(a) ON TRUE"),
     ("compare via NULLIF", COMPARE, "SELECT COUNT(NULLIF(s.segment, 'a')) FROM sales s"),
     # --- authorization
     ("query string on template-only table", (table("sales", owner=OTHER, rule_type="CUSTOM",
@@ -218,7 +226,9 @@ REASON = {
     "aggregate only inside a scalar subquery": "must aggregate",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
-        "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF")},
+        "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF",
+        "compare via INTERSECT ALL with a literal row", "compare via EXCEPT", "compare via window ORDER BY range")},
+    "compare inside a lambda": "lambda", "inline VALUES table": "VALUES",
     "query string on template-only table": "does not allow",
 }
 

@@ -199,3 +199,22 @@ def test_columns_only_refuses_transformed_aggregates():
 ])
 def test_threshold_unprovable_shapes_are_refused(sql, fragment):
     refused(sql, threshold(expression="ANY_EXPRESSION"), MINE, contains=("cannot be proven", fragment))
+
+
+def test_threshold_counts_every_read_of_the_table():
+    result = plan("SELECT a.region, COUNT(*) FROM sales a JOIN sales b ON a.id = b.id GROUP BY a.region "
+                  "ORDER BY a.region", threshold(2))
+    assert result.sql("duckdb").count("COUNT(DISTINCT") == 2
+    assert run(result, DATA) == [("apac", 2), ("eu", 3)]
+
+
+def test_threshold_cte_referenced_twice_gets_one_hidden_column():
+    result = plan("WITH x AS (SELECT s.region, s.id FROM sales s) SELECT a.region, COUNT(*) FROM x a JOIN x b "
+                  "ON a.id = b.id GROUP BY a.region ORDER BY 1", threshold(3))
+    assert result.sql("duckdb").count('AS "__id0"') == 1
+    assert run(result, DATA) == [("eu", 3)]
+
+
+def test_threshold_keeps_limit_after_filtering():
+    result = plan("SELECT s.region, COUNT(*) AS n FROM sales s GROUP BY s.region ORDER BY n LIMIT 1", threshold(2))
+    assert run(result, DATA) == [("apac", 2)]  # us (1 identity) is dropped before the LIMIT

@@ -105,9 +105,7 @@ def _comparison_controls(flow: Flow, relations: Relations) -> None:
         lineage = lambda node, scope=scope: base_columns(flow.lineage(node, scope))  # noqa: E731
         expression = scope.expression
         if isinstance(expression, exp.SetOperation):
-            if expression.args.get("distinct"):  # UNION / INTERSECT / EXCEPT compare whole rows
-                for _, out in flow.outputs(scope):
-                    check(base_columns(out), False, expression)
+            _set_operation(flow, scope, check)
             continue
         for node in scope_nodes(scope):
             sides = _compared_sides(node)
@@ -132,12 +130,31 @@ def _comparison_controls(flow: Flow, relations: Relations) -> None:
             elif isinstance(node, exp.Group):
                 for item in node.expressions:
                     check(lineage(item), False, item)
-            elif isinstance(node, exp.Window):
-                for item in node.args.get("partition_by") or []:
+            elif isinstance(node, exp.Window):  # rows are compared to form partitions and to order them
+                order = node.args.get("order")
+                for item in [*(node.args.get("partition_by") or []), *(order.expressions if order else [])]:
                     check(lineage(item), False, item)
         if isinstance(expression, exp.Select) and expression.args.get("distinct"):
             for projection in expression.expressions:
                 check(lineage(projection), False, projection)
+
+
+def _set_operation(flow: Flow, scope, check) -> None:
+    """INTERSECT and EXCEPT compare the rows of their operands, position by position; UNION (DISTINCT) compares all
+    rows with each other to drop duplicates."""
+    expression = scope.expression
+    parts = [flow.outputs(child) for child in scope.set_operation_scopes]
+    if isinstance(expression, (exp.Intersect, exp.Except)):
+        for position in range(min(len(part) for part in parts)):
+            lineages = [base_columns(part[position][1]) for part in parts]
+            with_columns = [found for found in lineages if found]
+            if len(with_columns) >= 2:
+                check(set().union(*with_columns), False, expression)
+            if with_columns and len(with_columns) < len(lineages):
+                check(set().union(*with_columns), True, expression)
+    elif expression.args.get("distinct"):
+        for _, out in flow.outputs(scope):
+            check(base_columns(out), False, expression)
 
 
 def _compared_sides(node: exp.Expression) -> list[exp.Expression] | None:

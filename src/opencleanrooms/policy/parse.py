@@ -47,8 +47,10 @@ FORBIDDEN_FUNCTIONS = frozenset({
     "SPARK_PARTITION_ID", "MONOTONICALLY_INCREASING_ID", "SLEEP", "RAISE_ERROR", "ASSERT_TRUE", "URL_DECODE",
     "JSON_TUPLE", "FROM_XML", "XPATH",
 })
+# Lambdas are refused because their variables carry values no lineage can follow (a comparison inside
+# `exists(array(col), x -> x = 'a')` would escape comparison controls).
 _FORBIDDEN_NODES = (exp.CurrentUser, exp.Lateral, exp.Pivot, exp.Unnest, exp.TableSample, exp.Hint,
-                    exp.Parameter, exp.SessionParameter)
+                    exp.Parameter, exp.SessionParameter, exp.Lambda, exp.Values)
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _SQLGLOT_NOISE = re.compile(r"\x1b\[[0-9;]*m|<class '[^']*'>|<Token [^>]*>")
 
@@ -143,7 +145,8 @@ def _check_relation(table: exp.Table) -> None:
 def _describe(node: exp.Expression) -> str:
     names = {exp.Lateral: "LATERAL VIEW", exp.Pivot: "PIVOT", exp.Unnest: "UNNEST", exp.TableSample: "TABLESAMPLE",
              exp.Hint: "A query hint", exp.Parameter: "A variable", exp.SessionParameter: "A session variable",
-             exp.CurrentUser: "CURRENT_USER"}
+             exp.CurrentUser: "CURRENT_USER", exp.Lambda: "A lambda (higher-order function)",
+             exp.Values: "An inline table (VALUES)"}
     return next((text for kind, text in names.items() if isinstance(node, kind)), node.key.upper())
 
 
