@@ -218,3 +218,12 @@ def test_threshold_cte_referenced_twice_gets_one_hidden_column():
 def test_threshold_keeps_limit_after_filtering():
     result = plan("SELECT s.region, COUNT(*) AS n FROM sales s GROUP BY s.region ORDER BY n LIMIT 1", threshold(2))
     assert run(result, DATA) == [("apac", 2)]  # us (1 identity) is dropped before the LIMIT
+
+
+def test_comparison_controls_cover_rollup_and_case_conditions():
+    refused("SELECT s.region, COUNT(*) FROM sales s GROUP BY ROLLUP(s.region, s.segment)", controlled(),
+            contains=("segment", "allowedColumnComparisonColumns"))
+    refused("SELECT SUM(CASE WHEN s.amount > 3 THEN 1 ELSE 0 END) FROM sales s", controlled(),
+            contains=("amount", "allowedLiteralComparisonColumns"))
+    plan("SELECT SUM(CASE WHEN s.region = 'eu' THEN 1 ELSE 0 END) FROM sales s", controlled())
+    plan("SELECT COUNT(*) FROM sales s JOIN sales t ON s.id = t.id GROUP BY s.id", controlled())

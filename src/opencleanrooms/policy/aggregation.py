@@ -106,10 +106,8 @@ class _Checker:
             return any([self.scalar(child, where, aggregates) for child in node.iter_expressions()])
         if isinstance(node, exp.Func):
             self._scalar_function(node, where)
-            return any([self.scalar(child, where, aggregates) for child in node.iter_expressions()
-                        if not common.is_implicit(child)] + [
-                self.scalar(child.this, where, aggregates) for child in node.iter_expressions()
-                if common.is_implicit(child)])
+            children = [child.this if common.is_implicit(child) else child for child in node.iter_expressions()]
+            return any([self.scalar(child, where, aggregates) for child in children])
         reject(f"`{fragment(node)}` is not allowed in {where}: the AGGREGATION rule allows only columns, literals, "
                f"math operators, aggregates and the rule's scalar functions.")
         return False

@@ -121,15 +121,13 @@ def _comparison_controls(flow: Flow, relations: Relations) -> None:
                 for leaf in _predicate_leaves(condition):
                     if _compared_sides(leaf) is None and not isinstance(leaf, (exp.Exists, exp.Boolean)):
                         check(lineage(leaf), True, leaf)  # a bare boolean or function: compared with TRUE
-            elif isinstance(node, (exp.If, exp.Filter)) or (isinstance(node, exp.Case) and not node.args.get("this")):
-                conditions = [node.this] if isinstance(node, exp.If) else \
-                    [node.expression.this] if isinstance(node, exp.Filter) else []
-                for leaf in (leaf for c in conditions for leaf in _predicate_leaves(c)):
+            elif isinstance(node, exp.If) and not (isinstance(node.parent, exp.Case) and node.parent.args.get("this")):
+                # IF(...) and searched CASE WHEN branches: their conditions are predicates
+                for leaf in _predicate_leaves(node.this):
                     if _compared_sides(leaf) is None and not isinstance(leaf, (exp.Exists, exp.Boolean)):
                         check(lineage(leaf), True, leaf)
-            elif isinstance(node, exp.Group):
-                for item in node.expressions:
-                    check(lineage(item), False, item)
+            elif isinstance(node, exp.Group):  # plain GROUP BY, ROLLUP, CUBE and GROUPING SETS alike
+                check(lineage(node), False, node)
             elif isinstance(node, exp.Window):  # rows are compared to form partitions and to order them
                 order = node.args.get("order")
                 for item in [*(node.args.get("partition_by") or []), *(order.expressions if order else [])]:
