@@ -82,6 +82,17 @@ class World:
     change_requests: dict[str, dict]  # "T": V's pending request in T, "OC": V's in O-C
     tables: dict[str, dict] = field(default_factory=dict)  # configured tables, made by ensure_tables()
     rules: dict[str, str] = field(default_factory=dict)  # V's table key -> the type of its analysis rule
+    query: dict | None = None  # V's protected query in T, its result for W; made by ensure_query()
+
+    def ensure_query(self) -> None:
+        """A protected query V ran in T over its associated table, with W as receiver (it is refused by the
+        table's rules, but exists for both V and W)."""
+        self.ensure_tables()
+        if self.query is None:
+            self.query = self.v("StartProtectedQuery", membershipIdentifier=self.memberships["V/T"]["id"], type="SQL",
+                                sqlParameters={"queryString": "SELECT SUM(lifetime_value) FROM victim_agg"},
+                                resultConfiguration={"outputConfiguration": {"member": {"accountId": self.w.id}}}
+                                )["protectedQuery"]
 
     def ensure_tables(self) -> None:
         """V's configured tables over its own catalog ("agg": AGGREGATION rule, tags, associated with T when
@@ -154,7 +165,9 @@ def world(server) -> World:
     t = _create(v, [_member(w, ["CAN_RECEIVE_RESULTS"]), _member(i), _member(r), _member(left)], "target",
                 {"owner": "victim", "env": "prod"})
     oc = _create(v, [_member(o), _member(w)], "other", {"owner": "victim-other"})
-    memberships = {"V/T": _join(v, t, tags={"who": "V"}), "W/T": _join(w, t, tags={"who": "W"}),
+    results = {"outputConfiguration": {"s3": {"bucket": "w-results", "resultFormat": "CSV"}}}
+    memberships = {"V/T": _join(v, t, tags={"who": "V"}),
+                   "W/T": _join(w, t, tags={"who": "W"}, defaultResultConfiguration=results),
                    "V/OC": _join(v, oc), "O/OC": _join(o, oc, tags={"who": "O"}), "R/T": _join(r, t)}
     gone = _join(left, t)
     left("DeleteMembership", membershipIdentifier=gone["id"])
@@ -230,6 +243,12 @@ def victim_view(world: World) -> dict:
                         analysisRuleType=rule_type)
     for c in (world.t, world.oc):
         view["V"]["tags"][c["arn"]] = _read(world.v, "ListTagsForResource", resourceArn=c["arn"])
+    if world.query is not None:
+        for name, client, key in (("V", world.v, "V/T"), ("W", world.w, "W/T")):
+            mid = world.memberships[key]["id"]
+            view[name]["queries"] = client.pages("ListProtectedQueries", "protectedQueries", membershipIdentifier=mid)
+            view[name]["query"] = _read(client, "GetProtectedQuery", membershipIdentifier=mid,
+                                        protectedQueryIdentifier=world.query["id"])
     return view
 
 
@@ -586,7 +605,59 @@ TABLE_ATTACKS = {
 NEEDS_TABLES = set(TABLE_ATTACKS) | {"TagResource", "UntagResource", "ListTagsForResource"}
 
 
+def _query_attempts(a: Attempts, operation: str, **params) -> None:
+    """On the victims' memberships, as on unknown ones; and, from the attacker's own membership (if it has one),
+    the victim's query is as unknown as a random id."""
+    world = a.world
+    for key in ("V/T", "W/T"):
+        a.membership(operation, world.memberships[key], protectedQueryIdentifier=world.query["id"], **params)
+    own = {"other_member": "O/OC", "removed": "R/T"}.get(a.role)
+    if own:
+        mid = world.memberships[own]["id"]
+        a.refused("ResourceNotFoundException", operation, {"membershipIdentifier": mid,
+                  "protectedQueryIdentifier": world.query["id"], **params}, hide=world.query["id"],
+                  unknown={"membershipIdentifier": mid, "protectedQueryIdentifier": _unknown_id(), **params})
+
+
+def attack_start_protected_query(a: Attempts) -> None:
+    sql = {"queryString": "SELECT SUM(lifetime_value) FROM victim_agg"}
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("StartProtectedQuery", a.world.memberships[key], type="SQL", sqlParameters=sql)
+    if a.role == "removed":  # its own membership, REMOVED: no queries
+        a.refused("AccessDeniedException", "StartProtectedQuery", {
+            "membershipIdentifier": a.world.memberships["R/T"]["id"], "type": "SQL", "sqlParameters": sql})
+
+
+def attack_get_protected_query(a: Attempts) -> None:
+    _query_attempts(a, "GetProtectedQuery")
+
+
+def attack_update_protected_query(a: Attempts) -> None:
+    _query_attempts(a, "UpdateProtectedQuery", targetStatus="CANCELLED")
+
+
+def attack_list_protected_queries(a: Attempts) -> None:
+    for key in ("V/T", "W/T"):
+        a.membership("ListProtectedQueries", a.world.memberships[key])
+    own = {"other_member": "O/OC", "removed": "R/T"}.get(a.role)
+    if own:
+        a.count += 1
+        seen = {q["id"] for q in a.attacker.pages("ListProtectedQueries", "protectedQueries",
+                                                  membershipIdentifier=a.world.memberships[own]["id"])}
+        if a.world.query["id"] in seen:
+            a.problems.append(f"{a.role} lists the victim's protected query")
+
+
+QUERY_ATTACKS = {
+    "StartProtectedQuery": attack_start_protected_query,
+    "GetProtectedQuery": attack_get_protected_query,
+    "UpdateProtectedQuery": attack_update_protected_query,
+    "ListProtectedQueries": attack_list_protected_queries,
+}
+
+
 ATTACKS = {
+    **QUERY_ATTACKS,
     "CreateCollaborationChangeRequest": attack_create_collaboration_change_request,
     "GetCollaborationChangeRequest": attack_get_collaboration_change_request,
     "UpdateCollaborationChangeRequest": attack_update_collaboration_change_request,
@@ -683,6 +754,8 @@ def test_the_matrix_covers_every_implemented_operation():
 def test_attack(world, tally, operation, role):
     if operation in NEEDS_TABLES:
         world.ensure_tables()
+    if operation in QUERY_ATTACKS:
+        world.ensure_query()
     before = victim_view(world)
     attempts = Attempts(world, role)
     try:

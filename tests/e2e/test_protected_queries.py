@@ -249,6 +249,9 @@ def test_results_to_another_member_need_its_ability_and_settings(server, party, 
     seen = world.bob.client.get_protected_query(membershipIdentifier=world.mid(world.bob),
                                                 protectedQueryIdentifier=query["id"])["protectedQuery"]
     assert seen["id"] == query["id"] and seen["membershipId"] == world.mid(world.alice)
+    assert seen["membershipArn"] == world.memberships[world.alice.id]["arn"]
+    listed = world.bob.client.list_protected_queries(membershipIdentifier=world.mid(world.bob))["protectedQueries"]
+    assert [(q["id"], q["membershipArn"]) for q in listed] == [(query["id"], seen["membershipArn"])]
     delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
     assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == expected(
         world, "SELECT segment, COUNT(DISTINCT user_id) FROM customers GROUP BY segment")

@@ -72,7 +72,7 @@ TABLES: list[sa.Table] = [protected_queries, protected_query_views, query_log]
 Q, V, L = protected_queries, protected_query_views, query_log
 
 _PAGE = KeysetQuery(
-    sa.select(Q.c.seq, Q.c.id, Q.c.membership_id, Q.c.create_time, Q.c.status, Q.c.doc)
+    sa.select(Q.c.seq, Q.c.id, Q.c.region, Q.c.account_id, Q.c.membership_id, Q.c.create_time, Q.c.status, Q.c.doc)
     .select_from(V.join(Q, Q.c.seq == V.c.query_seq)),
     Q.c.seq, {"membership_id": V.c.membership_id, "status": Q.c.status})
 
