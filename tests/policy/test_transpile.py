@@ -41,6 +41,12 @@ def one(expression: str, where: str = "s.id = '1'"):
     ("s.visits / 2", 3.5),
     ("s.visits div 2", 3),
     ("CAST('7' AS INT) + 1", 8),
+    # casts to integers truncate toward zero in Spark (DuckDB would round)
+    ("CAST(s.amount / 2 AS INT)", 3),
+    ("CAST(-3.7 AS INT)", -3),
+    ("CAST('3.7' AS BIGINT)", 3),
+    ("CAST(s.visits AS INT)", 7),
+    ("CAST(true AS INT)", 1),
     ("concat(s.region, '-', s.id)", "eu-1"),
     ("substring(s.region, 1, 1)", "e"),
     ("upper(s.region)", "EU"),

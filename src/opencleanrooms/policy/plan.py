@@ -14,7 +14,7 @@ from sqlglot.optimizer.scope import traverse_scope
 from opencleanrooms.policy import aggregation, custom, listing, parameters
 from opencleanrooms.policy.model import Plan, QueryRequest
 from opencleanrooms.policy.parse import DIALECT, parse, reject
-from opencleanrooms.policy.resolve import qualify_tree, relations
+from opencleanrooms.policy.resolve import qualify_tree, relations, schema_of
 from opencleanrooms.policy.wrap import output_names
 
 _RULES = {"AGGREGATION": aggregation, "LIST": listing, "CUSTOM": custom}
@@ -44,7 +44,8 @@ def _plan(request: QueryRequest) -> Plan:
     _rename_tables(tree, scan_names)
     _restore_output_case(tree, display)
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
-                output_columns=tuple(output_names(tree)), tree=tree)
+                output_columns=tuple(output_names(tree)), tree=tree,
+                scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()})
 
 
 def _outermost_select(tree: exp.Expression) -> exp.Select:
