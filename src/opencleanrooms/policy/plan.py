@@ -63,7 +63,10 @@ def _name_outputs(tree: exp.Expression) -> dict[str, str]:
         if isinstance(projection, (exp.Column, exp.Star)):
             continue
         if not isinstance(projection, exp.Alias):
-            projection = projection.replace(exp.alias_(projection.copy(), projection.sql(DIALECT), quoted=True))
+            alias = exp.Alias(alias=exp.to_identifier(projection.sql(DIALECT), quoted=True))
+            projection.replace(alias)
+            alias.set("this", projection)
+            projection = alias
         display.setdefault(projection.alias.lower(), projection.alias)
     return display
 

@@ -38,7 +38,7 @@ def render(tree: exp.Expression, dialect: str, schema: Mapping[str, Mapping[str,
         raise ValueError(f"unsupported dialect {dialect!r}; use one of {DIALECTS}")
     if dialect == "spark":
         return tree.sql("spark", identify=True)
-    return to_duckdb(tree, schema or {}).sql("duckdb", identify=True)
+    return to_duckdb(tree, schema or {}).sql("duckdb", identify=True, copy=False)  # to_duckdb made a copy
 
 
 def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
