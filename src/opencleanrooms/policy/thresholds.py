@@ -48,7 +48,7 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
                f"aggregation thresholds.")
     minimums = {name: _minimum(flow, name, threshold, relations) for name, threshold in configured.items()}
     hidden: list[tuple[exp.Expression, int]] = []
-    tracer = _Tracer(relations)
+    tracer = _Tracer(relations, {identifier.name for identifier in tree.find_all(exp.Identifier)})
     for name in sorted(configured):
         identity = configured[name]["identityColumns"][0]
         if identity not in {column for column, _ in relations.tables[name].columns}:
@@ -116,8 +116,9 @@ def _check_expression_type(flow: Flow, name: str, threshold) -> None:
 class _Tracer:
     """Carries a table's identity column from each read of the table up to the final aggregation."""
 
-    def __init__(self, relations: Relations):
+    def __init__(self, relations: Relations, used_names: set[str]):
         self.relations = relations
+        self.used = set(used_names)  # a hidden column must not share a name the query already uses
         self.traced: set[int] = set()
         self.added: dict[tuple[int, str], list[str]] = {}
         self.counter = 0
@@ -149,6 +150,10 @@ class _Tracer:
         columns = []
         for expression in self.trace(scope, name, identity):
             column = f"__id{self.counter}"
+            while column in self.used:
+                self.counter += 1
+                column = f"__id{self.counter}"
+            self.used.add(column)
             self.counter += 1
             select.append("expressions", exp.alias_(expression, column, quoted=True))
             columns.append(column)
