@@ -150,6 +150,10 @@ CORPUS = [
     ("table only in a WHERE subquery", THRESH,
      "SELECT m.region, COUNT(*) FROM mine m WHERE m.id IN (SELECT s.id FROM sales s) GROUP BY m.region"),
     ("aggregate only inside a scalar subquery", THRESH, "SELECT (SELECT COUNT(*) FROM mine) FROM sales"),
+    ("collect_list returns every identity's value", THRESH,
+     "SELECT s.region, collect_list(s.email) FROM sales s GROUP BY s.region"),
+    ("string_agg through a CTE", THRESH,
+     "WITH x AS (SELECT s.region, s.email FROM sales s) SELECT region, string_agg(email, ',') FROM x GROUP BY region"),
     ("transformed aggregate (COLUMNS_ONLY default)", THRESH,
      "SELECT s.region, SUM(s.amount * 100) FROM sales s GROUP BY s.region"),
     # --- CUSTOM comparison controls
@@ -224,6 +228,8 @@ REASON = {
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
     "transformed aggregate (COLUMNS_ONLY default)": "COLUMNS_ONLY",
     "aggregate only inside a scalar subquery": "must aggregate",
+    "collect_list returns every identity's value": "individual values",
+    "string_agg through a CTE": "individual values",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
         "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF",

@@ -9,6 +9,8 @@ subquery expression — is refused rather than guessed at.
 
 allowedAggregateExpressionType COLUMNS_ONLY (the default when absent: the stricter choice) refuses aggregate and
 window function arguments that transform the table's columns, also when the transformation happened in a CTE.
+Aggregates that return a group's individual values (collect_list, collect_set, string_agg) are refused on the
+table's columns whatever the type.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
         return tree
     for name, threshold in configured.items():
         _check_expression_type(flow, name, threshold)
+        _check_collecting_aggregates(flow, name)
     root = flow.root
     first = next(iter(sorted(configured)))
     if isinstance(tree, exp.SetOperation):
@@ -111,6 +114,21 @@ def _check_expression_type(flow: Flow, name: str, threshold) -> None:
                         reject(f"`{fragment(node)}` aggregates a transformed column of table `{name}`: its CUSTOM "
                                f"rule's aggregation threshold allows only plain columns or constants as aggregate "
                                f"and window function arguments (allowedAggregateExpressionType COLUMNS_ONLY).")
+
+
+_COLLECTING = tuple(getattr(exp, kind) for kind in ("ArrayAgg", "ArrayUniqueAgg", "GroupConcat", "ArrayConcatAgg")
+                    if hasattr(exp, kind))
+
+
+def _check_collecting_aggregates(flow: Flow, name: str) -> None:
+    """collect_list, collect_set, string_agg and the like return every member's value of a group, however large the
+    group: a threshold on the group's size protects nothing then."""
+    for scope in flow.scopes():
+        for node in scope_nodes(scope):
+            if isinstance(node, _COLLECTING) and any(table == name for table, _ in flow.lineage(node, scope)):
+                reject(f"`{fragment(node)}` returns the individual values of table `{name}` in each group, which its "
+                       f"CUSTOM rule's aggregation threshold does not allow: use aggregates that summarise a group "
+                       f"(COUNT, SUM, AVG, MIN, MAX, ...).")
 
 
 class _Tracer:
