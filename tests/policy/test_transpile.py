@@ -60,6 +60,11 @@ def test_pinned_semantics(expression, expected):
     assert type(value) is type(expected)
 
 
+def test_current_timestamp_has_no_zone():
+    assert one("current_timestamp()").tzinfo is None
+    assert isinstance(one("current_date()"), datetime.date)
+
+
 def test_concat_with_null_is_null():
     assert one("concat(s.region, 'x')", where="s.id = '2'") is None
 

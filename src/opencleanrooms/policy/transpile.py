@@ -10,6 +10,8 @@ tests/policy/test_transpile.py:
   it as TIMESTAMPTZ, which DuckDB would render with an offset: casts use TIMESTAMP.
 - CAST of a fractional number (or of text) to an integer type truncates toward zero in Spark; DuckDB rounds: the
   argument is truncated first (types come from sqlglot's annotator over the plan's scan schema).
+- current_timestamp() is a zone-less TIMESTAMP in Spark's results; DuckDB's is TIMESTAMPTZ: cast (the engine runs
+  DuckDB with TimeZone=UTC, Spark with spark.sql.session.timeZone=UTC and spark.sql.ansi.enabled=false).
 - date_add/date_sub/add_months return DATE in Spark; DuckDB's date + interval is a TIMESTAMP: cast back to DATE.
 - Spark sorts NULLs first in ascending order and last in descending order; DuckDB sorts them last in both: every
   ORDER BY item gets its null ordering spelled out.
@@ -55,6 +57,8 @@ def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> 
             node.replace(exp.TryCast(this=node.this, to=node.to))
         elif isinstance(node, exp.IntDiv):
             node.set("expression", exp.Nullif(this=node.expression, expression=exp.Literal.number(0)))
+    for node in list(tree.find_all(exp.CurrentTimestamp)):
+        node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("TIMESTAMP")))
     for node in list(tree.find_all(exp.TsOrDsAdd, exp.AddMonths, exp.DateAdd, exp.DateSub)):
         if node.parent is not None and not (isinstance(node.parent, exp.Cast) and node.parent.to.is_type("date")):
             node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("DATE")))
