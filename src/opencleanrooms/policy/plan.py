@@ -13,7 +13,7 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from opencleanrooms.policy import aggregation, custom, listing, parameters
 from opencleanrooms.policy.model import Plan, QueryRequest
-from opencleanrooms.policy.parse import DIALECT, parse, reject
+from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
 from opencleanrooms.policy.resolve import qualify_tree, relations, schema_of
 from opencleanrooms.policy.wrap import output_names
 
@@ -27,7 +27,7 @@ def plan_query(request: QueryRequest) -> Plan:
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     except SqlglotError as error:  # the parser or optimizer gave up on a construct: refuse, never guess
-        reject(f"The query cannot be analysed: {str(error).splitlines()[0][:200]}")
+        reject(f"The query cannot be analysed: {clean(str(error).splitlines()[0])}")
     raise AssertionError("unreachable")
 
 
