@@ -490,3 +490,46 @@ def test_other_accounts_reach_no_privacy_budget(account, server):
                             (p.client.untag_resource, {"tagKeys": ["k"]})):
             raises("ResourceNotFoundException", call, resourceArn=t["arn"], **extra)
     assert _owner_view(s) == before
+
+
+def _spend_repeatedly(url: str, collaboration_id: str, association_arn: str, attempts: int, out) -> None:
+    """In its own process: try to spend one COUNT and one use of the access budget, `attempts` times."""
+    import time as clock
+
+    from opencleanrooms.services import privacy_budgets as spending
+    from opencleanrooms.storage.database import Database
+
+    db, paid = Database(url), 0
+    for _ in range(attempts):
+        try:
+            with db.write() as conn:
+                spending.spend(conn, collaboration_id, clock.time(), {"COUNT": 1}, [association_arn])
+            paid += 1
+        except BudgetExhausted:
+            pass
+    out.put(paid)
+
+
+def test_concurrent_spends_in_several_processes_never_overspend(setup, server):
+    import multiprocessing
+
+    s = setup
+    s.bob.client.create_privacy_budget_template(
+        membershipIdentifier=s.bob_mid, privacyBudgetType="DIFFERENTIAL_PRIVACY",
+        parameters={"differentialPrivacy": {"epsilon": 2, "usersNoisePerQuery": 10}})  # 20 COUNTs
+    s.access_template([{"type": "LIFETIME", "budget": 15}])  # the tighter budget: 15 uses
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_spend_repeatedly, args=(server.db.url, s.collab.id, s.budgeted_arn, 8, out))
+               for _ in range(4)]
+    for w in workers:
+        w.start()
+    paid = sum(out.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert paid == 15  # 32 attempts; exactly what the tighter budget allows, and a refused one spends nothing
+    [dp] = budgets(s.alice, s.collab.mid(s.alice))
+    assert remaining(dp)["COUNT"] == 20 - 15
+    [access] = budgets(s.alice, s.collab.mid(s.alice), "ACCESS_BUDGET")
+    assert access["budget"]["accessBudget"]["aggregateRemainingBudget"] == 0
