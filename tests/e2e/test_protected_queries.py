@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pytest
@@ -44,6 +44,7 @@ class World:
     memberships: dict
     paths: dict
     tables: dict  # name -> configured table
+    associations: dict = field(default_factory=dict)  # name -> configured table association
 
     def mid(self, who) -> str:
         return self.memberships[who.id]["id"]
@@ -93,6 +94,7 @@ def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rul
             analysisRulePolicy={"v1": {member: {"allowedResultReceivers": [
                 {"alice": alice.id, "bob": bob.id}[r] for r in receivers or ["alice"]]}}})
         world.tables[name] = table
+        world.associations[name] = association
     return world
 
 
@@ -255,6 +257,12 @@ def test_results_to_another_member_need_its_ability_and_settings(server, party, 
     delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
     assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == expected(
         world, "SELECT segment, COUNT(DISTINCT user_id) FROM customers GROUP BY segment")
+    # queries are history: the receiver can still leave the collaboration, and the runner keeps its query
+    world.bob.client.delete_configured_table_association(
+        membershipIdentifier=world.mid(world.bob),
+        configuredTableAssociationIdentifier=world.associations["impressions"]["id"])
+    world.bob.client.delete_membership(membershipIdentifier=world.mid(world.bob))
+    assert wait(world.alice.client, world.mid(world.alice), query["id"]) == done
 
 
 def test_receivers_must_be_allowed_by_every_table(server, party, tmp_path):

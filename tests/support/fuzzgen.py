@@ -150,8 +150,8 @@ def _resources() -> dict[str, Resource]:
     """Every resource of the model derived from its Create/Get/Delete operations (implemented or not)."""
     names = set(MODEL.operation_names)
     out = {}
-    for create in sorted(n for n in names if n.startswith("Create")):
-        noun = create[len("Create"):]
+    for create in sorted(n for n in names if n.startswith(("Create", "Start"))):  # StartProtectedQuery makes one
+        noun = create[len("Create"):] if create.startswith("Create") else create[len("Start"):]
         if "Get" + noun not in names:
             continue
         create_labels = tuple(n for n, _ in _labels(create))
@@ -932,6 +932,31 @@ class Generator:
         for key in ("analysisParameters", "schema"):
             params.pop(key, None)
 
+    def _nudge_start_protected_query(self, params, picks):
+        """SQL in an ACTIVE membership of the caller's where it can query and receive results: SELECT 1 or a count
+        over one of its associations (refused or run, both answer 200), results to its own S3 location."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        memberships = [e for e in self.pools.entries("MembershipIdentifier")
+                       if e["pick"] == "own" and not e["gone"] and e["data"].get("status", "ACTIVE") == "ACTIVE"
+                       and {"CAN_QUERY", "CAN_RECEIVE_RESULTS"} <= set(e["data"].get("memberAbilities") or [])]
+        if not memberships:
+            return
+        membership = rng.choice(memberships)
+        params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+        names = [e["data"]["name"] for e in self.pools.entries("ConfiguredTableAssociationIdentifier")
+                 if not e["gone"] and e["scope"].get("membershipIdentifier") == membership["id"]
+                 and e["data"].get("name")]
+        sql = f"SELECT COUNT(*) FROM {rng.choice(names)}" if names and rng.random() < 0.7 else "SELECT 1"
+        params.update(type="SQL", sqlParameters={"queryString": sql}, resultConfiguration={
+            "outputConfiguration": {"s3": {"bucket": "fuzz-results", "resultFormat": "CSV"}}})
+        for key in ("queryComputePayerAccountId", "computeConfiguration"):
+            params.pop(key, None)
+
+    def _nudge_update_protected_query(self, params, picks):
+        params["targetStatus"] = "CANCELLED"
+
     def _collaboration_template(self, params, picks) -> dict | None:
         """A template the pools know, with the request's collaboration set to the template's."""
         templates = [e for e in self.pools.entries("AnalysisTemplateIdentifier")
@@ -1488,6 +1513,8 @@ OK_WHEN_OWN = frozenset({"GetCollaboration", "ListMembers", "GetMembership", "Li
                          "UpdateCollaboration", "GetConfiguredTable", "GetConfiguredTableAnalysisRule",
                          "ListCollaborationChangeRequests", "GetCollaborationChangeRequest"})
 NUDGES = {
+    "StartProtectedQuery": Generator._nudge_start_protected_query,
+    "UpdateProtectedQuery": Generator._nudge_update_protected_query,
     "CreateCollaboration": Generator._nudge_create_collaboration,
     "CreateMembership": Generator._nudge_create_membership,
     "UpdateMembership": Generator._nudge_update_membership,
