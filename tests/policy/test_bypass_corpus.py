@@ -172,6 +172,8 @@ CORPUS = [
     ("compare via EXCEPT", COMPARE, "SELECT s.segment FROM sales s EXCEPT SELECT m.segment FROM mine m"),
     ("compare via window ORDER BY range", COMPARE,
      "SELECT COUNT(*) OVER (ORDER BY s.amount RANGE BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM sales s"),
+    ("endless recursive CTE", CUSTOM,
+     "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT r.n FROM r JOIN sales s ON TRUE"),
     ("inline VALUES table", CUSTOM, "SELECT v.a FROM sales s JOIN VALUES (1) AS v(a) ON TRUE"),
     ("compare via NULLIF", COMPARE, "SELECT COUNT(NULLIF(s.segment, 'a')) FROM sales s"),
     # --- authorization
@@ -234,7 +236,7 @@ REASON = {
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
         "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF",
         "compare via INTERSECT ALL with a literal row", "compare via EXCEPT", "compare via window ORDER BY range")},
-    "compare inside a lambda": "lambda", "inline VALUES table": "VALUES",
+    "compare inside a lambda": "lambda", "endless recursive CTE": "RECURSIVE", "inline VALUES table": "VALUES",
     "query string on template-only table": "does not allow",
 }
 

@@ -122,6 +122,11 @@ def _check_nodes(tree: exp.Expression) -> None:
                 reject(f"Function {name} is not allowed in protected queries: {fragment(node)}.")
             if isinstance(node, exp.Anonymous):
                 reject(f"Function {node.name} is not supported: {fragment(node)}.")
+        elif isinstance(node, exp.With) and node.args.get("recursive"):
+            reject("Recursive common table expressions (WITH RECURSIVE) are not supported in protected queries.")
+        elif isinstance(node, exp.Group) and not any(node.args.get(k) for k in ("expressions", "rollup", "cube",
+                                                                                 "grouping_sets", "all", "totals")):
+            reject("GROUP BY must name at least one expression.")
         elif isinstance(node, exp.Select) and not node.expressions:
             reject("A SELECT must select at least one expression.")
 
