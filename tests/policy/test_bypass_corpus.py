@@ -164,6 +164,7 @@ CORPUS = [
     ("compare via BETWEEN", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.amount BETWEEN 10 AND 11"),
     ("compare via IN list", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment IN ('a', 'b')"),
     ("compare via GROUP BY", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY s.segment"),
+    ("compare via GROUP BY ALL", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY ALL"),
     ("compare via rlike", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment RLIKE '^a'"),
     ("compare inside a lambda", COMPARE,
      "SELECT SUM(CAST(exists(array(s.segment), x -> x = 'a') AS INT)) FROM sales s"),
@@ -234,7 +235,7 @@ REASON = {
     "string_agg through a CTE": "individual values",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
-        "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF",
+        "compare via IN list", "compare via GROUP BY", "compare via GROUP BY ALL", "compare via rlike", "compare via NULLIF",
         "compare via INTERSECT ALL with a literal row", "compare via EXCEPT", "compare via window ORDER BY range")},
     "compare inside a lambda": "lambda", "endless recursive CTE": "RECURSIVE", "inline VALUES table": "VALUES",
     "query string on template-only table": "does not allow",
