@@ -213,3 +213,11 @@ def test_order_by_survives_the_wrap_with_nulls_first():
     data["mine"] += [row("7"), row("8")]
     result = plan(f"SELECT s.region, COUNT(DISTINCT s.id) {JOIN} GROUP BY s.region ORDER BY s.region", SALES, MINE)
     assert run(result, data) == [(None, 2), ("apac", 2), ("eu", 3)]
+
+
+def test_constrained_column_must_be_an_allowed_column():
+    narrow = table("sales", owner=OTHER, columns=tuple(c for c in SALES.columns if c[0] != "id"),
+                   rule=agg_rule(aggregateColumns=[{"columnNames": ["amount"], "function": "SUM"}], joinColumns=[
+                       "hashed_email"]))
+    refused("SELECT s.region, SUM(s.amount) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
+            contains=("constrains column `id`", "AGGREGATION rule"))

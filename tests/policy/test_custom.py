@@ -235,3 +235,11 @@ def test_hidden_identity_column_cannot_be_shadowed_by_the_query():
                   "GROUP BY region ORDER BY 1", threshold(3, expression="ANY_EXPRESSION"))
     assert '"__id1"' in result.sql("duckdb")
     assert run(result, DATA) == [("eu", 3)]  # us and apac have 1 and 2 identities, though 2 distinct amounts each
+
+
+def test_identity_column_must_be_an_allowed_column():
+    narrow = table("sales", owner=OTHER, rule_type="CUSTOM", columns=(("region", "string"), ("amount", "double")),
+                   rule=custom_rule(aggregationThresholds=[{"identityColumns": ["id"], "minimumIdentityCount": 2,
+                                                            "type": "COUNT_DISTINCT"}]))
+    refused("SELECT s.region, COUNT(*) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
+            contains=("identity column `id`", "allowed columns"))
