@@ -221,3 +221,10 @@ def test_constrained_column_must_be_an_allowed_column():
                        "hashed_email"]))
     refused("SELECT s.region, SUM(s.amount) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
             contains=("constrains column `id`", "AGGREGATION rule"))
+
+
+def test_order_by_an_aggregate_that_is_not_selected():
+    result = plan(f"SELECT s.region {', COUNT(DISTINCT s.id)'} {JOIN} GROUP BY s.region ORDER BY SUM(s.amount)",
+                  SALES, MINE)
+    assert result.output_columns == ("region", "COUNT(DISTINCT s.id)")
+    assert run(result, _data()) == [("apac", 2), ("eu", 3)]
