@@ -188,3 +188,15 @@ def test_timestamp_parameters_are_bound_in_utc(value, expected):
 
     bound = literal("TIMESTAMP", value)
     assert bound.sql("spark") == f"CAST('{expected}' AS TIMESTAMP)"
+
+
+@pytest.mark.parametrize("value", ["x\\' OR 1=1 --", "a\\", "it's", "x' OR '1'='1", "é\u202e", "'; DROP TABLE t0; --"])
+def test_hostile_string_values_stay_one_literal_in_both_dialects(value):
+    import sqlglot
+    from sqlglot import exp
+
+    custom = table("sales", owner=RUNNER, rule_type="CUSTOM")
+    result = plan("SELECT s.region FROM sales s WHERE s.region = :v", custom, parameters={"v": ("VARCHAR", value)})
+    spark = sqlglot.parse_one(result.sql("spark"), read="spark")
+    assert [lit.this for lit in spark.find_all(exp.Literal)] == [value]
+    assert run(result, {"sales": [row("1", value), row("2", "other")]}) == [(value,)]
