@@ -228,3 +228,11 @@ def test_order_by_an_aggregate_that_is_not_selected():
                   SALES, MINE)
     assert result.output_columns == ("region", "COUNT(DISTINCT s.id)")
     assert run(result, _data()) == [("apac", 2), ("eu", 3)]
+
+
+@pytest.mark.parametrize("kind, value", [("INTEGER", "-5"), ("DOUBLE", "2.5"), ("DECIMAL", "10.25")])
+def test_having_with_a_numeric_parameter(kind, value):
+    plan(f"SELECT s.region, SUM(s.amount) {JOIN} GROUP BY s.region HAVING SUM(s.amount) > :m", SALES, MINE,
+         parameters={"m": (kind, value)})
+    refused(f"SELECT s.region, SUM(s.amount) {JOIN} GROUP BY s.region HAVING SUM(s.amount) > :m", SALES, MINE,
+            parameters={"m": ("VARCHAR", value)}, contains="HAVING")
