@@ -140,6 +140,8 @@ CORPUS = [
      "SELECT CASE WHEN s.region = 'eu' THEN s.email END, COUNT(*) FROM sales s GROUP BY 1"),
     ("disallowed column via UNION", HIDE,
      "SELECT s.region, COUNT(*) FROM sales s GROUP BY 1 UNION ALL SELECT s.email, 1 FROM sales s"),
+    ("disallowed column behind a duplicate CTE column name", HIDE,
+     "WITH c AS (SELECT s.region AS x, s.email AS x FROM sales s) SELECT x FROM c"),
     ("disallowed column via star", HIDE, "SELECT * FROM sales"),
     # --- CUSTOM thresholds
     ("identity dropped in CTE aggregation", THRESH,
@@ -229,7 +231,8 @@ REASON = {
     **{d: "disallowedOutputColumns" for d in (
         "disallowed column via alias", "disallowed column via CTE", "disallowed column via CONCAT",
         "disallowed column via MIN", "disallowed column via MAX in subquery", "disallowed column via window",
-        "disallowed column via CASE", "disallowed column via UNION", "disallowed column via star")},
+        "disallowed column via CASE", "disallowed column via UNION", "disallowed column via star",
+        "disallowed column behind a duplicate CTE column name")},
     "identity dropped in CTE aggregation": "intermediate aggregation",
     "DISTINCT subquery drops identity": "DISTINCT", "non-aggregate final query": "must aggregate",
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
