@@ -142,6 +142,10 @@ CORPUS = [
      "SELECT s.region, COUNT(*) FROM sales s GROUP BY 1 UNION ALL SELECT s.email, 1 FROM sales s"),
     ("disallowed column behind a duplicate CTE column name", HIDE,
      "WITH c AS (SELECT s.region AS x, s.email AS x FROM sales s) SELECT x FROM c"),
+    ("disallowed column renamed by derived-table column aliases", HIDE,
+     "SELECT c1 FROM (SELECT s.email FROM sales s) AS t(c1)"),
+    ("disallowed column renamed by a CTE column list", HIDE,
+     "WITH c(x) AS (SELECT s.email FROM sales s) SELECT x FROM c"),
     ("disallowed column via star", HIDE, "SELECT * FROM sales"),
     # --- CUSTOM thresholds
     ("identity dropped in CTE aggregation", THRESH,
@@ -169,6 +173,8 @@ CORPUS = [
     ("compare via BETWEEN", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.amount BETWEEN 10 AND 11"),
     ("compare via IN list", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment IN ('a', 'b')"),
     ("compare via GROUP BY", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY s.segment"),
+    ("compare through a CTE column list", COMPARE, "WITH c(g) AS (SELECT s.segment FROM sales s) "
+     "SELECT COUNT(*) FROM c WHERE g = 'a'"),
     ("compare via GROUP BY ALL", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY ALL"),
     ("compare via rlike", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment RLIKE '^a'"),
     ("compare inside a lambda", COMPARE,
@@ -232,7 +238,8 @@ REASON = {
         "disallowed column via alias", "disallowed column via CTE", "disallowed column via CONCAT",
         "disallowed column via MIN", "disallowed column via MAX in subquery", "disallowed column via window",
         "disallowed column via CASE", "disallowed column via UNION", "disallowed column via star",
-        "disallowed column behind a duplicate CTE column name")},
+        "disallowed column behind a duplicate CTE column name",
+        "disallowed column renamed by derived-table column aliases", "disallowed column renamed by a CTE column list")},
     "identity dropped in CTE aggregation": "intermediate aggregation",
     "DISTINCT subquery drops identity": "DISTINCT", "non-aggregate final query": "must aggregate",
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
@@ -242,7 +249,7 @@ REASON = {
     "string_agg through a CTE": "individual values",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
-        "compare via IN list", "compare via GROUP BY", "compare via GROUP BY ALL", "compare via rlike", "compare via NULLIF",
+        "compare via IN list", "compare via GROUP BY", "compare via GROUP BY ALL", "compare through a CTE column list", "compare via rlike", "compare via NULLIF",
         "compare via INTERSECT ALL with a literal row", "compare via EXCEPT", "compare via window ORDER BY range")},
     "compare inside a lambda": "lambda", "endless recursive CTE": "RECURSIVE", "inline VALUES table": "VALUES",
     "query string on template-only table": "does not allow",
