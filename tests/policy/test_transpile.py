@@ -51,6 +51,10 @@ def one(expression: str, where: str = "s.id = '1'"):
     ("substring(s.region, 1, 1)", "e"),
     ("upper(s.region)", "EU"),
     ("year(s.day)", 2024),
+    ("trunc(s.day, 'MM')", datetime.date(2024, 1, 1)),
+    ("trunc(s.day, 'YYYY')", datetime.date(2024, 1, 1)),
+    ("date_trunc('MM', CAST(s.day AS TIMESTAMP))", datetime.datetime(2024, 1, 1)),
+    ("trunc(s.day, 'fortnight')", None),
     ("round(2.5)", decimal.Decimal("3")),
     ("coalesce(NULL, s.region)", "eu"),
 ])

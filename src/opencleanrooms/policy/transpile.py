@@ -10,6 +10,8 @@ tests/policy/test_transpile.py:
   it as TIMESTAMPTZ, which DuckDB would render with an offset: casts use TIMESTAMP.
 - CAST of a fractional number (or of text) to an integer type truncates toward zero in Spark; DuckDB rounds: the
   argument is truncated first (types come from sqlglot's annotator over the plan's scan schema).
+- trunc(date, 'MM') returns a DATE, and Spark's unit spellings (MM, YYYY, MON, DD) are translated; an unknown
+  unit is NULL as in Spark.
 - current_timestamp() is a zone-less TIMESTAMP in Spark's results; DuckDB's is TIMESTAMPTZ: cast (the engine runs
   DuckDB with TimeZone=UTC, Spark with spark.sql.session.timeZone=UTC and spark.sql.ansi.enabled=false).
 - date_add/date_sub/add_months return DATE in Spark; DuckDB's date + interval is a TIMESTAMP: cast back to DATE.
@@ -57,6 +59,8 @@ def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> 
             node.replace(exp.TryCast(this=node.this, to=node.to))
         elif isinstance(node, exp.IntDiv):
             node.set("expression", exp.Nullif(this=node.expression, expression=exp.Literal.number(0)))
+    for node in list(tree.find_all(exp.DateTrunc, exp.TimestampTrunc)):
+        _truncation(node)
     for node in list(tree.find_all(exp.CurrentTimestamp)):
         node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("TIMESTAMP")))
     for node in list(tree.find_all(exp.TsOrDsAdd, exp.AddMonths, exp.DateAdd, exp.DateSub)):
@@ -82,6 +86,25 @@ def _truncate_integer_casts(tree: exp.Expression, schema: Mapping[str, Mapping[s
         elif kind.is_type(*exp.DataType.TEXT_TYPES):
             cast.set("this", exp.func("TRUNC", exp.TryCast(this=cast.this.copy(),
                                                            to=exp.DataType.build("DECIMAL(38, 10)"))))
+
+
+_TRUNC_UNITS = {"YEAR": "year", "YYYY": "year", "YY": "year", "QUARTER": "quarter", "MONTH": "month", "MM": "month",
+                "MON": "month", "WEEK": "week", "DAY": "day", "DD": "day", "HOUR": "hour", "MINUTE": "minute",
+                "SECOND": "second", "MILLISECOND": "millisecond", "MICROSECOND": "microsecond"}
+
+
+def _truncation(node: exp.Expression) -> None:
+    """trunc(date, fmt) returns a DATE and date_trunc(fmt, ts) a TIMESTAMP in Spark, with Spark's unit names
+    (`MM`, `YYYY`, ...); an unknown unit gives NULL there, an error in DuckDB."""
+    unit = node.args.get("unit")
+    if isinstance(unit, (exp.Literal, exp.Var)):
+        name = _TRUNC_UNITS.get(unit.name.upper())
+        if name is None:
+            node.replace(exp.Null())
+            return
+        node.set("unit", exp.Literal.string(name))
+    if isinstance(node, exp.DateTrunc) and not (isinstance(node.parent, exp.Cast) and node.parent.to.is_type("date")):
+        node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("DATE")))
 
 
 def _null_ordering(ordered: exp.Ordered) -> None:
