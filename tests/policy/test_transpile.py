@@ -55,6 +55,11 @@ def one(expression: str, where: str = "s.id = '1'"):
     ("trunc(s.day, 'YYYY')", datetime.date(2024, 1, 1)),
     ("date_trunc('MM', CAST(s.day AS TIMESTAMP))", datetime.datetime(2024, 1, 1)),
     ("trunc(s.day, 'fortnight')", None),
+    ("to_char(s.day, 'yyyy/MM')", "2024/01"),
+    ("date_format(s.day, 'dd.MM.yyyy')", "31.01.2024"),
+    ("to_timestamp('2024-02-03 10:00', 'yyyy-MM-dd HH:mm')", datetime.datetime(2024, 2, 3, 10, 0)),
+    ("to_timestamp('bad', 'yyyy')", None),
+    ("to_date('03/02/2024', 'dd/MM/yyyy')", datetime.date(2024, 2, 3)),
     ("round(2.5)", decimal.Decimal("3")),
     ("coalesce(NULL, s.region)", "eu"),
 ])

@@ -18,14 +18,19 @@ tests/policy/test_transpile.py:
 - Spark sorts NULLs first in ascending order and last in descending order; DuckDB sorts them last in both: every
   ORDER BY item gets its null ordering spelled out.
 
+- to_char(date, fmt) formats like date_format; to_timestamp(text, fmt) is NULL when the text does not parse.
+
 Known remaining differences (documented, not fixed): approx_count_distinct estimates differ; integer overflow wraps
-in non-ANSI Spark but fails the query in DuckDB; floating-point aggregates may differ in the last digits.
+in non-ANSI Spark but fails the query in DuckDB; floating-point aggregates may differ in the last digits; implicit
+casts of malformed text inside date functions (date_add('x', 1)) fail the query in DuckDB where Spark gives NULL;
+to_char of numbers ignores the format; to_number of text that does not match fails the query (as in Spark).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
@@ -48,7 +53,7 @@ def render(tree: exp.Expression, dialect: str, schema: Mapping[str, Mapping[str,
 def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
     """A copy of `tree` with Spark's semantics made explicit for DuckDB."""
     tree = tree.copy()
-    _truncate_integer_casts(tree, schema)
+    _typed_fixes(tree, schema)
     for node in list(tree.walk()):
         if isinstance(node, exp.Ordered):
             _null_ordering(node)
@@ -61,6 +66,8 @@ def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> 
             node.set("expression", exp.Nullif(this=node.expression, expression=exp.Literal.number(0)))
     for node in list(tree.find_all(exp.DateTrunc, exp.TimestampTrunc)):
         _truncation(node)
+    for node in tree.find_all(exp.StrToTime):  # to_timestamp(text, fmt): NULL when the text does not parse
+        node.set("safe", True)
     for node in list(tree.find_all(exp.CurrentTimestamp)):
         node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("TIMESTAMP")))
     for node in list(tree.find_all(exp.TsOrDsAdd, exp.AddMonths, exp.DateAdd, exp.DateSub)):
@@ -69,14 +76,27 @@ def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> 
     return tree
 
 
-def _truncate_integer_casts(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> None:
+def _typed_fixes(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> None:
+    """The fixes that depend on an argument's type (found by sqlglot's annotator, only when needed)."""
     casts = [node for node in tree.find_all(exp.Cast) if node.to.is_type(*_INTEGRAL)]
-    if not casts:
+    to_chars = list(tree.find_all(exp.ToChar))
+    if not casts and not to_chars:
         return
     try:
         annotate_types(tree, schema={name: dict(columns) for name, columns in schema.items()}, dialect="spark")
     except SqlglotError:
-        return  # types unknown: leave the casts as they are (documented difference)
+        return  # types unknown: leave the nodes as they are (documented difference)
+    _truncate_integer_casts(casts)
+    for node in to_chars:  # to_char(date, fmt) is date_format in Spark; sqlglot would drop the format
+        fmt = node.args.get("format")
+        if node.this.type is not None and node.this.type.is_type(*exp.DataType.TEMPORAL_TYPES) \
+                and isinstance(fmt, exp.Literal):
+            rebuilt = sqlglot.parse_one(f"date_format(__value, {fmt.sql('spark')})", read="spark")
+            rebuilt.find(exp.Column).replace(node.this.copy())
+            node.replace(rebuilt)
+
+
+def _truncate_integer_casts(casts: list[exp.Cast]) -> None:
     for cast in casts:
         kind = cast.this.type
         if kind is None:
