@@ -158,6 +158,8 @@ CORPUS = [
      "SELECT region, COUNT(*) FROM x WHERE rn = 1 GROUP BY region"),
     ("table only in a WHERE subquery", THRESH,
      "SELECT m.region, COUNT(*) FROM mine m WHERE m.id IN (SELECT s.id FROM sales s) GROUP BY m.region"),
+    ("table only in a semi join", THRESH,
+     "SELECT m.region, COUNT(*) FROM mine m LEFT SEMI JOIN sales s ON m.id = s.id GROUP BY m.region"),
     ("aggregate only inside a scalar subquery", THRESH, "SELECT (SELECT COUNT(*) FROM mine) FROM sales"),
     ("collect_list returns every identity's value", THRESH,
      "SELECT s.region, collect_list(s.email) FROM sales s GROUP BY s.region"),
@@ -244,7 +246,7 @@ REASON = {
     "DISTINCT subquery drops identity": "DISTINCT", "non-aggregate final query": "must aggregate",
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
     "transformed aggregate (COLUMNS_ONLY default)": "COLUMNS_ONLY",
-    "aggregate only inside a scalar subquery": "must aggregate",
+    "aggregate only inside a scalar subquery": "must aggregate", "table only in a semi join": "do not reach",
     "collect_list returns every identity's value": "individual values",
     "string_agg through a CTE": "individual values",
     **{d: "comparisonControls" for d in (
