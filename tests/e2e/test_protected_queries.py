@@ -403,3 +403,23 @@ def test_query_logs_record_every_query_for_members_who_log(server, party, tmp_pa
     assert entries[1]["query_text"] == "SELECT COUNT(DISTINCT user_id) AS n FROM customers"
     assert entries[1]["runner_account_id"] == world.alice.id and entries[1]["end_time"] >= entries[1]["create_time"]
     assert log(world.bob) == []  # bob's table was not read
+
+
+def test_access_budgets_are_spent_by_queries_and_refuse_when_empty(world):
+    bob_mid = world.mid(world.bob)
+    arn = (f"arn:aws:cleanrooms:us-east-1:{world.bob.id}:membership/{bob_mid}/configuredtableassociation/"
+           f"{world.associations['impressions']['id']}")
+    world.bob.client.create_privacy_budget_template(
+        membershipIdentifier=bob_mid, privacyBudgetType="ACCESS_BUDGET", autoRefresh="NONE",
+        parameters={"accessBudget": {"resourceArn": arn, "budgetParameters": [{"type": "LIFETIME", "budget": 2}]}})
+    joined = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users FROM customers c INNER JOIN impressions i "
+              "ON c.user_id = i.user_id GROUP BY c.segment")
+    assert run(world, "SELECT COUNT(DISTINCT user_id) AS n FROM customers")["status"] == "SUCCESS"  # not budgeted
+    assert [run(world, joined)["status"] for _ in range(2)] == ["SUCCESS", "SUCCESS"]
+    refused = start(world, joined)
+    assert refused["status"] == "FAILED" and refused["error"]["code"] == "INVALID_RESOURCE"
+    assert "budget" in refused["error"]["message"].lower()
+    [budget] = world.alice.client.list_privacy_budgets(membershipIdentifier=world.mid(world.alice),
+                                                       privacyBudgetType="ACCESS_BUDGET")["privacyBudgetSummaries"]
+    assert budget["budget"]["accessBudget"]["aggregateRemainingBudget"] == 0
+    assert start(world, "SELECT COUNT(DISTINCT user_id) AS n FROM customers")["status"] == "SUBMITTED"

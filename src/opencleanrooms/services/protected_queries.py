@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from opencleanrooms import catalog, policy
 from opencleanrooms.policy.parameters import value_problem
-from opencleanrooms.services import arns, errors, schemas
+from opencleanrooms.privacy.costs import BudgetExhausted
+from opencleanrooms.services import arns, errors, privacy_budgets, schemas
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
@@ -97,6 +98,13 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.write() as conn:
         if status == "SUBMITTED":
             _check_concurrency(ctx, conn, membership_id)
+            try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa
+                privacy_budgets.spend(conn, collaboration["id"], ctx.now, {},
+                                      [rows[name]["id"] for name in spec["table_names"]])
+            except BudgetExhausted as exc:
+                status = row["status"] = "FAILED"
+                doc.update(error={"code": "INVALID_RESOURCE", "message": str(exc), "retry": {"retryable": False}},
+                           statistics={"totalDurationInMillis": 0})
         store.insert(conn, row, viewers, logged)
     if status == "SUBMITTED" and ctx.wake_runner is not None:
         ctx.wake_runner()
