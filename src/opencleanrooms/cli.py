@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # what the user asked for: flags, config values
         print(f"opencleanrooms: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the server took over its own signals (during migrations, say)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
