@@ -163,7 +163,11 @@ def _serve(args: argparse.Namespace) -> int:
         server = uvicorn.Server(config)
         try:
             if settings.workers > 1:
-                Multiprocess(config, sockets=[sock]).run()
+                try:  # older uvicorn releases take the workers' target; newer ones build it themselves
+                    supervisor = Multiprocess(config, target=server.run, sockets=[sock])
+                except TypeError:
+                    supervisor = Multiprocess(config, sockets=[sock])
+                supervisor.run()
             else:
                 server.run(sockets=[sock])
         except KeyboardInterrupt:
