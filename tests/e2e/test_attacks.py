@@ -705,6 +705,7 @@ def tally(figures):
 _ASSOCIATION_TEST = "tests/e2e/test_table_associations.py::test_other_accounts_reach_no_association"
 _SCHEMA_TEST = "tests/e2e/test_schemas.py::test_only_invited_and_active_members_read_schemas"
 _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reach_no_template"
+_PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
 ATTACKED_ELSEWHERE = {
     **dict.fromkeys([
         "CreateConfiguredTableAssociation", "GetConfiguredTableAssociation", "UpdateConfiguredTableAssociation",
@@ -718,6 +719,11 @@ ATTACKED_ELSEWHERE = {
         "CreateAnalysisTemplate", "GetAnalysisTemplate", "UpdateAnalysisTemplate", "DeleteAnalysisTemplate",
         "ListAnalysisTemplates", "GetCollaborationAnalysisTemplate", "ListCollaborationAnalysisTemplates",
         "BatchGetCollaborationAnalysisTemplate"], _TEMPLATE_TEST),
+    **dict.fromkeys([
+        "CreatePrivacyBudgetTemplate", "GetPrivacyBudgetTemplate", "UpdatePrivacyBudgetTemplate",
+        "DeletePrivacyBudgetTemplate", "ListPrivacyBudgetTemplates", "ListPrivacyBudgets", "PreviewPrivacyImpact",
+        "GetCollaborationPrivacyBudgetTemplate", "ListCollaborationPrivacyBudgetTemplates",
+        "ListCollaborationPrivacyBudgets"], _PRIVACY_BUDGET_TEST),
 }
 
 

@@ -176,7 +176,8 @@ def world(server):
     ]
     # The fuzz account's sandbox: its own collaboration, an open invitation and a joined one from helpers, its own
     # catalog (the sample tables and a broken entry) and configured tables.
-    own = create_collaboration(fuzzer, [member(h1), member(h2)], name="fuzz sandbox", tags={"sandbox": "1"})
+    own = create_collaboration(fuzzer, [member(h1), member(h2)], name="fuzz sandbox", tags={"sandbox": "1"},
+                               abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS"))
     own_membership = join(fuzzer, own["id"], tags={"sandbox": "1"})
     invite = create_collaboration(h1, [member(fuzzer)], name="helper invite", abilities=[])
     joined = create_collaboration(h2, [member(fuzzer)], name="helper joined", abilities=[])
@@ -316,13 +317,20 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
                         + "\n  ".join(sum(failures.values(), [])))
     if server.process.poll() is not None:
         problems.append("the server died during the fuzz")
-    never_ok = [op for op in IMPLEMENTED if per_op[op]["2xx"] == 0]
+    never_ok = [op for op in IMPLEMENTED if per_op[op]["2xx"] == 0 and op not in TIMING_BOUND]
     if never_ok:
         problems.append(f"the fuzz never got past validation for {never_ok}: the generator lost its reach (a new "
                         "operation needs a nudge in fuzzgen.NUDGES, and maybe resources in the world fixture)")
     if signature_failures > MAX_SIGNATURE_FAILURE_SHARE * count:
         problems.append(f"{signature_failures} signature failures: the harness, not the server, ate the requests")
     return [f"fuzz[{phase}] seed={seed}: {p}" for p in problems]
+
+
+# Operations whose success depends on timing the fuzz does not control, with the tests that reach them.
+TIMING_BOUND = {
+    "UpdateProtectedQuery": "a cancel succeeds only while a query runs: tests/e2e/test_protected_queries.py cancels "
+                            "running and waiting queries",
+}
 
 
 def healthy(server, party) -> None:
@@ -436,7 +444,8 @@ def test_fuzz_as_an_invitee_and_a_member(server, world, figures):
     pools.add("MembershipIdentifier", own["id"], "own", arn=own["arn"], data=own)
     add_change_requests(pools, requests, "foreign")
     helpers = world["helpers"]  # and a fresh sandbox of its own (phase 1 may have deleted the first)
-    sandbox = create_collaboration(fuzzer, [member(h) for h in helpers], name="fuzz sandbox 2")
+    sandbox = create_collaboration(fuzzer, [member(h) for h in helpers], name="fuzz sandbox 2",
+                                   abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS"))
     pools.add("CollaborationIdentifier", sandbox["id"], "own", arn=sandbox["arn"], data=sandbox,
               members=[h.id for h in helpers])
     sandbox_membership = join(fuzzer, sandbox["id"])

@@ -32,9 +32,10 @@ class Setup:
     """Alice can query; Bob owns a table with differential privacy; Carol is a plain member; Dave is invited and
     never joins; Eve is in another collaboration with Alice; Stranger is in none."""
 
-    def __init__(self, account, server) -> None:
+    def __init__(self, account, server, extra: int = 0) -> None:
         self.alice, self.bob, self.carol, self.dave, self.eve, self.stranger = (account() for _ in range(6))
-        self.collab = collaborate(self.alice, self.bob, self.carol, invited=[self.dave],
+        self.extras = [account() for _ in range(extra)]  # more joined members, for tests that need them
+        self.collab = collaborate(self.alice, self.bob, self.carol, *self.extras, invited=[self.dave],
                                   creator_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS"))
         self.other = collaborate(self.eve, self.alice)
         self.bob_mid = self.collab.mid(self.bob)
@@ -390,3 +391,145 @@ def test_lists_page(setup):
                                      "collaborationPrivacyBudgetTemplateSummaries",
                                      collaborationIdentifier=s.collab.id, PaginationConfig={"PageSize": 3})
     assert [t["id"] for t in collaboration_listed] == made[::-1]
+
+
+def _membership_calls(client, membership_id: str, template_id: str, association_arn: str) -> list:
+    ref = {"membershipIdentifier": membership_id}
+    template = {**ref, "privacyBudgetTemplateIdentifier": template_id}
+    return [
+        ("CreatePrivacyBudgetTemplate", client.create_privacy_budget_template,
+         {**ref, "privacyBudgetType": "ACCESS_BUDGET", "parameters": {"accessBudget": {
+             "budgetParameters": [{"type": "LIFETIME", "budget": 1}], "resourceArn": association_arn}}}),
+        ("GetPrivacyBudgetTemplate", client.get_privacy_budget_template, template),
+        ("UpdatePrivacyBudgetTemplate", client.update_privacy_budget_template,
+         {**template, "privacyBudgetType": "DIFFERENTIAL_PRIVACY",
+          "parameters": {"differentialPrivacy": {"epsilon": 20}}}),
+        ("DeletePrivacyBudgetTemplate", client.delete_privacy_budget_template, template),
+        ("ListPrivacyBudgetTemplates", client.list_privacy_budget_templates, ref),
+        ("ListPrivacyBudgets", client.list_privacy_budgets, {**ref, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"}),
+        ("PreviewPrivacyImpact", client.preview_privacy_impact, {**ref, "parameters": DP}),
+    ]
+
+
+def _collaboration_calls(client, collaboration_id: str, template_id: str) -> list:
+    ref = {"collaborationIdentifier": collaboration_id}
+    return [
+        ("GetCollaborationPrivacyBudgetTemplate", client.get_collaboration_privacy_budget_template,
+         {**ref, "privacyBudgetTemplateIdentifier": template_id}),
+        ("ListCollaborationPrivacyBudgetTemplates", client.list_collaboration_privacy_budget_templates, ref),
+        ("ListCollaborationPrivacyBudgets", client.list_collaboration_privacy_budgets,
+         {**ref, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"}),
+    ]
+
+
+def _owner_view(s: Setup) -> tuple:
+    templates = all_pages(s.bob.client, "list_privacy_budget_templates", "privacyBudgetTemplateSummaries",
+                          membershipIdentifier=s.bob_mid)
+    full = [s.bob.client.get_privacy_budget_template(membershipIdentifier=s.bob_mid,
+                                                     privacyBudgetTemplateIdentifier=t["id"])["privacyBudgetTemplate"]
+            for t in templates]
+    tags = [s.bob.client.list_tags_for_resource(resourceArn=t["arn"])["tags"] for t in templates]
+    return full, tags, budgets(s.bob, s.bob_mid), budgets(s.bob, s.bob_mid, "ACCESS_BUDGET")
+
+
+def test_other_accounts_reach_no_privacy_budget(account, server):
+    """Every operation, tried by every kind of outsider: co-members (who read but do not change), the invitee,
+    a removed member, a member that left, a member of another collaboration and a stranger."""
+    s = Setup(account, server, extra=2)
+    removed, left = s.extras
+    removed_mid = s.collab.mid(removed)
+    s.alice.client.delete_member(collaborationIdentifier=s.collab.id, accountId=removed.id)
+    left_mid = s.collab.mid(left)
+    left.client.delete_membership(membershipIdentifier=left_mid)
+    t = s.dp_template(tags={"k": "v"})
+    s.access_template()
+    before = _owner_view(s)
+    attackers = {"co_member": (s.alice, s.collab.mid(s.alice)), "co_member_2": (s.carol, s.collab.mid(s.carol)),
+                 "invitee": (s.dave, None), "removed": (removed, removed_mid), "left": (left, None),
+                 "other_member": (s.eve, s.other.mid(s.eve)), "stranger": (s.stranger, None)}
+    for role, (p, own_mid) in attackers.items():
+        # membership calls on Bob's membership: as if it did not exist
+        for (name, call, params), (_, unknown_call, unknown_params) in zip(
+                _membership_calls(p.client, s.bob_mid, t["id"], s.budgeted_arn),
+                _membership_calls(p.client, UNKNOWN_ID, t["id"], s.budgeted_arn)):
+            foreign = raises("ResourceNotFoundException", call, **params)
+            unknown = raises("ResourceNotFoundException", unknown_call, **unknown_params)
+            assert (foreign["resourceType"], foreign["resourceId"]) == ("MEMBERSHIP", s.bob_mid), (role, name)
+            assert foreign["Error"]["Message"].replace(s.bob_mid, "X") == \
+                unknown["Error"]["Message"].replace(UNKNOWN_ID, "X"), (role, name)
+        if own_mid and role.startswith("co_member"):  # they read it, and cannot change it or budget Bob's table
+            calls = _membership_calls(p.client, own_mid, t["id"], s.budgeted_arn)
+            raises("ResourceNotFoundException", calls[0][1], **calls[0][2])
+            for _, call, params in calls[2:4]:
+                raises("AccessDeniedException", call, **params)
+        elif own_mid:  # Bob's template does not exist under the attacker's own membership
+            for name, call, params in _membership_calls(p.client, own_mid, t["id"], s.budgeted_arn)[:4]:
+                if role == "removed" and name == "CreatePrivacyBudgetTemplate":  # not ACTIVE: refused for that first
+                    assert raises("ConflictException", call, **params)["reason"] == "INVALID_STATE"
+                    continue
+                response = raises("ResourceNotFoundException", call, **params)
+                assert response["resourceId"] in (t["id"], s.budgeted_arn), (role, name)
+            assert budgets(p, own_mid) == [] and budgets(p, own_mid, "ACCESS_BUDGET") == []
+        if role in ("co_member", "co_member_2", "invitee"):
+            view = p.client.get_collaboration_privacy_budget_template(
+                collaborationIdentifier=s.collab.id, privacyBudgetTemplateIdentifier=t["id"])
+            assert view["collaborationPrivacyBudgetTemplate"]["id"] == t["id"]
+        else:  # collaboration calls: Bob's collaboration, like an unknown one, is denied
+            for (name, call, params), (_, unknown_call, unknown_params) in zip(
+                    _collaboration_calls(p.client, s.collab.id, t["id"]),
+                    _collaboration_calls(p.client, UNKNOWN_ID, t["id"])):
+                denied = raises("AccessDeniedException", call, **params)
+                unknown = raises("AccessDeniedException", unknown_call, **unknown_params)
+                assert denied["Error"]["Message"].replace(s.collab.id, "X") == \
+                    unknown["Error"]["Message"].replace(UNKNOWN_ID, "X"), (role, name)
+        if role == "other_member":  # nor does it show through the attacker's own collaboration
+            response = raises("ResourceNotFoundException", p.client.get_collaboration_privacy_budget_template,
+                              collaborationIdentifier=s.other.id, privacyBudgetTemplateIdentifier=t["id"])
+            assert response["resourceId"] == t["id"]
+        for call, extra in ((p.client.list_tags_for_resource, {}), (p.client.tag_resource, {"tags": {"x": "y"}}),
+                            (p.client.untag_resource, {"tagKeys": ["k"]})):
+            raises("ResourceNotFoundException", call, resourceArn=t["arn"], **extra)
+    assert _owner_view(s) == before
+
+
+def _spend_repeatedly(url: str, collaboration_id: str, association_arn: str, attempts: int, out) -> None:
+    """In its own process: try to spend one COUNT and one use of the access budget, `attempts` times."""
+    import time as clock
+
+    from opencleanrooms.services import privacy_budgets as spending
+    from opencleanrooms.storage.database import Database
+
+    db, paid = Database(url), 0
+    for _ in range(attempts):
+        try:
+            with db.write() as conn:
+                spending.spend(conn, collaboration_id, clock.time(), {"COUNT": 1}, [association_arn])
+            paid += 1
+        except BudgetExhausted:
+            pass
+    out.put(paid)
+
+
+def test_concurrent_spends_in_several_processes_never_overspend(setup, server):
+    import multiprocessing
+
+    s = setup
+    s.bob.client.create_privacy_budget_template(
+        membershipIdentifier=s.bob_mid, privacyBudgetType="DIFFERENTIAL_PRIVACY",
+        parameters={"differentialPrivacy": {"epsilon": 2, "usersNoisePerQuery": 10}})  # 20 COUNTs
+    s.access_template([{"type": "LIFETIME", "budget": 15}])  # the tighter budget: 15 uses
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_spend_repeatedly, args=(server.db.url, s.collab.id, s.budgeted_arn, 8, out))
+               for _ in range(4)]
+    for w in workers:
+        w.start()
+    paid = sum(out.get(timeout=120) for _ in workers)
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert paid == 15  # 32 attempts; exactly what the tighter budget allows, and a refused one spends nothing
+    [dp] = budgets(s.alice, s.collab.mid(s.alice))
+    assert remaining(dp)["COUNT"] == 20 - 15
+    [access] = budgets(s.alice, s.collab.mid(s.alice), "ACCESS_BUDGET")
+    assert access["budget"]["accessBudget"]["aggregateRemainingBudget"] == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pytest
@@ -44,6 +44,7 @@ class World:
     memberships: dict
     paths: dict
     tables: dict  # name -> configured table
+    associations: dict = field(default_factory=dict)  # name -> configured table association
 
     def mid(self, who) -> str:
         return self.memberships[who.id]["id"]
@@ -93,6 +94,7 @@ def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rul
             analysisRulePolicy={"v1": {member: {"allowedResultReceivers": [
                 {"alice": alice.id, "bob": bob.id}[r] for r in receivers or ["alice"]]}}})
         world.tables[name] = table
+        world.associations[name] = association
     return world
 
 
@@ -255,6 +257,12 @@ def test_results_to_another_member_need_its_ability_and_settings(server, party, 
     delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
     assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == expected(
         world, "SELECT segment, COUNT(DISTINCT user_id) FROM customers GROUP BY segment")
+    # queries are history: the receiver can still leave the collaboration, and the runner keeps its query
+    world.bob.client.delete_configured_table_association(
+        membershipIdentifier=world.mid(world.bob),
+        configuredTableAssociationIdentifier=world.associations["impressions"]["id"])
+    world.bob.client.delete_membership(membershipIdentifier=world.mid(world.bob))
+    assert wait(world.alice.client, world.mid(world.alice), query["id"]) == done
 
 
 def test_receivers_must_be_allowed_by_every_table(server, party, tmp_path):
@@ -329,3 +337,69 @@ def test_a_submitted_query_is_cancelled_at_once(server, party, tmp_path):
         world.alice.client.update_protected_query(membershipIdentifier=mid, protectedQueryIdentifier=q["id"],
                                                   targetStatus="CANCELLED")
         assert wait(world.alice.client, mid, q["id"])["status"] == "CANCELLED"
+
+
+# ------------------------------------------------------------------------------------------------ templates, quotas, logs
+
+
+def test_analysis_templates_run_with_typed_parameters(world):
+    sql = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users FROM customers c INNER JOIN impressions i "
+           "ON c.user_id = i.user_id WHERE c.age_band >= :band GROUP BY c.segment")
+    template = world.alice.client.create_analysis_template(
+        membershipIdentifier=world.mid(world.alice), name="by segment", format="SQL", source={"text": sql},
+        analysisParameters=[{"name": "band", "type": "INTEGER", "defaultValue": "10"}])["analysisTemplate"]
+
+    def run_template(**parameters):
+        query = world.alice.client.start_protected_query(
+            type="SQL", membershipIdentifier=world.mid(world.alice),
+            sqlParameters={"analysisTemplateArn": template["arn"], **({"parameters": parameters} if parameters else {})}
+        )["protectedQuery"]
+        return wait(world.alice.client, world.mid(world.alice), query["id"])
+
+    plain = ("SELECT c.segment, COUNT(DISTINCT i.user_id) FROM customers c JOIN impressions i ON c.user_id = i.user_id "
+             "WHERE c.age_band >= {} GROUP BY c.segment HAVING COUNT(DISTINCT i.user_id) >= 30")
+    assert rows(run_template()) == expected(world, plain.format(10))  # the template's default
+    assert rows(run_template(band="20")) == expected(world, plain.format(20))
+    for hostile in ("10 OR 1=1", "10; DROP TABLE customers", "0) OR (1=1"):  # a value is one typed literal, never SQL
+        response = raises("ValidationException", run_template, band=hostile)
+        assert "band" in response["Error"]["Message"]
+    raises("ValidationException", run_template, nope="1")
+    raises("ValidationException", world.alice.client.start_protected_query, type="SQL",
+           membershipIdentifier=world.mid(world.alice), sqlParameters={"queryString": "SELECT 1",
+                                                                       "parameters": {"band": "1"}})
+
+
+def test_concurrent_queries_are_limited_per_account(server, party, tmp_path):
+    world = build_world(server, party, tmp_path, rule_type="CUSTOM")
+    mid = world.mid(world.alice)
+    running = [start(world, SLOW) for _ in range(5)]
+    response = raises("ServiceQuotaExceededException", start, world, SLOW)
+    assert response["quotaName"] == "Concurrent SQL protected queries per membership" and response["quotaValue"] == 5
+    for query in running:
+        world.alice.client.update_protected_query(membershipIdentifier=mid, protectedQueryIdentifier=query["id"],
+                                                  targetStatus="CANCELLED")
+    assert {wait(world.alice.client, mid, q["id"])["status"] for q in running} == {"CANCELLED"}
+    assert start(world, "SELECT COUNT(*) AS n FROM customers")["status"] == "SUBMITTED"  # room again
+
+
+def test_query_logs_record_every_query_for_members_who_log(server, party, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    world = build_world(server, party, tmp_path, query_log="ENABLED")
+    ok = run(world, "SELECT COUNT(DISTINCT user_id) AS n FROM customers")
+    refused = start(world, "SELECT email FROM customers")
+
+    def log(who) -> list[dict]:
+        printed = subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "log", "--data-dir",
+                                  str(server.data_dir), "--membership-id", world.mid(who)],
+                                 check=True, capture_output=True, text=True).stdout
+        return [json.loads(line) for line in printed.splitlines()]
+
+    entries = log(world.alice)
+    assert [(e["query_id"], e["status"], e["error_code"]) for e in entries] == [
+        (refused["id"], "FAILED", "MALFORMED_QUERY"), (ok["id"], "SUCCESS", None)]
+    assert entries[1]["query_text"] == "SELECT COUNT(DISTINCT user_id) AS n FROM customers"
+    assert entries[1]["runner_account_id"] == world.alice.id and entries[1]["end_time"] >= entries[1]["create_time"]
+    assert log(world.bob) == []  # bob's table was not read

@@ -66,6 +66,9 @@ CORPUS = [
     ("star", AGG, f"SELECT * {J}"),
     ("COUNT star", AGG, f"SELECT COUNT(*) {J}"),
     ("LIMIT to isolate a row", AGG, f"SELECT s.region, COUNT(DISTINCT s.id) {J} GROUP BY s.region LIMIT 1"),
+    ("ROLLUP over a non-dimension column", AGG, f"SELECT COUNT(DISTINCT s.id) {J} GROUP BY ROLLUP(s.email)"),
+    ("GROUPING SETS", AGG, f"SELECT COUNT(DISTINCT s.id) {J} GROUP BY GROUPING SETS ((s.email), ())"),
+    ("GROUP BY ALL", AGG, f"SELECT s.region, COUNT(DISTINCT s.id) {J} GROUP BY ALL"),
     ("SELECT DISTINCT", AGG, f"SELECT DISTINCT s.region, COUNT(DISTINCT s.id) {J} GROUP BY s.region"),
     # --- file and table functions
     ("read_files", AGG, "SELECT COUNT(*) FROM read_files('/etc/passwd')"),
@@ -150,6 +153,10 @@ CORPUS = [
     ("table only in a WHERE subquery", THRESH,
      "SELECT m.region, COUNT(*) FROM mine m WHERE m.id IN (SELECT s.id FROM sales s) GROUP BY m.region"),
     ("aggregate only inside a scalar subquery", THRESH, "SELECT (SELECT COUNT(*) FROM mine) FROM sales"),
+    ("collect_list returns every identity's value", THRESH,
+     "SELECT s.region, collect_list(s.email) FROM sales s GROUP BY s.region"),
+    ("string_agg through a CTE", THRESH,
+     "WITH x AS (SELECT s.region, s.email FROM sales s) SELECT region, string_agg(email, ',') FROM x GROUP BY region"),
     ("transformed aggregate (COLUMNS_ONLY default)", THRESH,
      "SELECT s.region, SUM(s.amount * 100) FROM sales s GROUP BY s.region"),
     # --- CUSTOM comparison controls
@@ -160,6 +167,7 @@ CORPUS = [
     ("compare via BETWEEN", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.amount BETWEEN 10 AND 11"),
     ("compare via IN list", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment IN ('a', 'b')"),
     ("compare via GROUP BY", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY s.segment"),
+    ("compare via GROUP BY ALL", COMPARE, "SELECT s.segment, COUNT(*) FROM sales s GROUP BY ALL"),
     ("compare via rlike", COMPARE, "SELECT COUNT(*) FROM sales s WHERE s.segment RLIKE '^a'"),
     ("compare inside a lambda", COMPARE,
      "SELECT SUM(CAST(exists(array(s.segment), x -> x = 'a') AS INT)) FROM sales s"),
@@ -168,6 +176,8 @@ CORPUS = [
     ("compare via EXCEPT", COMPARE, "SELECT s.segment FROM sales s EXCEPT SELECT m.segment FROM mine m"),
     ("compare via window ORDER BY range", COMPARE,
      "SELECT COUNT(*) OVER (ORDER BY s.amount RANGE BETWEEN 1 PRECEDING AND 1 FOLLOWING) FROM sales s"),
+    ("endless recursive CTE", CUSTOM,
+     "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT r.n FROM r JOIN sales s ON TRUE"),
     ("inline VALUES table", CUSTOM, "SELECT v.a FROM sales s JOIN VALUES (1) AS v(a) ON TRUE"),
     ("compare via NULLIF", COMPARE, "SELECT COUNT(NULLIF(s.segment, 'a')) FROM sales s"),
     # --- authorization
@@ -195,7 +205,8 @@ REASON = {
     "comma join": "CROSS JOIN", "natural join": "joinColumns", "subquery in FROM": "Subqueries",
     "CTE": "Subqueries", "UNION": "UNION", "scalar subquery in WHERE": "Subqueries", "IN subquery": "Subqueries",
     "window function": "Window functions", "window over aggregate": "Window functions", "star": "`*`",
-    "COUNT star": "`*`", "LIMIT to isolate a row": "LIMIT", "SELECT DISTINCT": "SELECT DISTINCT",
+    "COUNT star": "`*`", "LIMIT to isolate a row": "LIMIT", "ROLLUP over a non-dimension column": "ROLLUP",
+    "GROUPING SETS": "GROUPING SETS", "GROUP BY ALL": "ALL", "SELECT DISTINCT": "SELECT DISTINCT",
     "read_files": "Table-valued", "parquet path": "Reading files", "csv path": "Reading files",
     "json path": "Reading files", "read_parquet": "parquet", "range table function": "Table-valued",
     "explode in FROM": "Table-valued", "lateral view explode": "LATERAL VIEW", "reflect into the JVM": "REFLECT",
@@ -224,11 +235,13 @@ REASON = {
     "window in intermediate": "window function", "table only in a WHERE subquery": "do not reach",
     "transformed aggregate (COLUMNS_ONLY default)": "COLUMNS_ONLY",
     "aggregate only inside a scalar subquery": "must aggregate",
+    "collect_list returns every identity's value": "individual values",
+    "string_agg through a CTE": "individual values",
     **{d: "comparisonControls" for d in (
         "compare through CTE alias", "compare through function", "compare via JOIN", "compare via BETWEEN",
-        "compare via IN list", "compare via GROUP BY", "compare via rlike", "compare via NULLIF",
+        "compare via IN list", "compare via GROUP BY", "compare via GROUP BY ALL", "compare via rlike", "compare via NULLIF",
         "compare via INTERSECT ALL with a literal row", "compare via EXCEPT", "compare via window ORDER BY range")},
-    "compare inside a lambda": "lambda", "inline VALUES table": "VALUES",
+    "compare inside a lambda": "lambda", "endless recursive CTE": "RECURSIVE", "inline VALUES table": "VALUES",
     "query string on template-only table": "does not allow",
 }
 

@@ -227,3 +227,11 @@ def test_comparison_controls_cover_rollup_and_case_conditions():
             contains=("amount", "allowedLiteralComparisonColumns"))
     plan("SELECT SUM(CASE WHEN s.region = 'eu' THEN 1 ELSE 0 END) FROM sales s", controlled())
     plan("SELECT COUNT(*) FROM sales s JOIN sales t ON s.id = t.id GROUP BY s.id", controlled())
+
+
+def test_hidden_identity_column_cannot_be_shadowed_by_the_query():
+    """A CTE column named like the hidden identity column must not be what the threshold counts."""
+    result = plan("WITH x AS (SELECT s.region, s.amount AS __id0 FROM sales s) SELECT region, COUNT(*) FROM x "
+                  "GROUP BY region ORDER BY 1", threshold(3, expression="ANY_EXPRESSION"))
+    assert '"__id1"' in result.sql("duckdb")
+    assert run(result, DATA) == [("eu", 3)]  # us and apac have 1 and 2 identities, though 2 distinct amounts each

@@ -41,6 +41,12 @@ def one(expression: str, where: str = "s.id = '1'"):
     ("s.visits / 2", 3.5),
     ("s.visits div 2", 3),
     ("CAST('7' AS INT) + 1", 8),
+    # casts to integers truncate toward zero in Spark (DuckDB would round)
+    ("CAST(s.amount / 2 AS INT)", 3),
+    ("CAST(-3.7 AS INT)", -3),
+    ("CAST('3.7' AS BIGINT)", 3),
+    ("CAST(s.visits AS INT)", 7),
+    ("CAST(true AS INT)", 1),
     ("concat(s.region, '-', s.id)", "eu-1"),
     ("substring(s.region, 1, 1)", "e"),
     ("upper(s.region)", "EU"),
@@ -52,6 +58,11 @@ def test_pinned_semantics(expression, expected):
     value = one(expression)
     assert value == expected
     assert type(value) is type(expected)
+
+
+def test_current_timestamp_has_no_zone():
+    assert one("current_timestamp()").tzinfo is None
+    assert isinstance(one("current_date()"), datetime.date)
 
 
 def test_concat_with_null_is_null():

@@ -150,8 +150,8 @@ def _resources() -> dict[str, Resource]:
     """Every resource of the model derived from its Create/Get/Delete operations (implemented or not)."""
     names = set(MODEL.operation_names)
     out = {}
-    for create in sorted(n for n in names if n.startswith("Create")):
-        noun = create[len("Create"):]
+    for create in sorted(n for n in names if n.startswith(("Create", "Start"))):  # StartProtectedQuery makes one
+        noun = create[len("Create"):] if create.startswith("Create") else create[len("Start"):]
         if "Get" + noun not in names:
             continue
         create_labels = tuple(n for n, _ in _labels(create))
@@ -932,6 +932,31 @@ class Generator:
         for key in ("analysisParameters", "schema"):
             params.pop(key, None)
 
+    def _nudge_start_protected_query(self, params, picks):
+        """SQL in an ACTIVE membership of the caller's where it can query and receive results: SELECT 1 or a count
+        over one of its associations (refused or run, both answer 200), results to its own S3 location."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        memberships = [e for e in self.pools.entries("MembershipIdentifier")
+                       if e["pick"] == "own" and not e["gone"] and e["data"].get("status", "ACTIVE") == "ACTIVE"
+                       and {"CAN_QUERY", "CAN_RECEIVE_RESULTS"} <= set(e["data"].get("memberAbilities") or [])]
+        if not memberships:
+            return
+        membership = rng.choice(memberships)
+        params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+        names = [e["data"]["name"] for e in self.pools.entries("ConfiguredTableAssociationIdentifier")
+                 if not e["gone"] and e["scope"].get("membershipIdentifier") == membership["id"]
+                 and e["data"].get("name")]
+        sql = f"SELECT COUNT(*) FROM {rng.choice(names)}" if names and rng.random() < 0.7 else "SELECT 1"
+        params.update(type="SQL", sqlParameters={"queryString": sql}, resultConfiguration={
+            "outputConfiguration": {"s3": {"bucket": "fuzz-results", "resultFormat": "CSV"}}})
+        for key in ("queryComputePayerAccountId", "computeConfiguration"):
+            params.pop(key, None)
+
+    def _nudge_update_protected_query(self, params, picks):
+        params["targetStatus"] = "CANCELLED"
+
     def _collaboration_template(self, params, picks) -> dict | None:
         """A template the pools know, with the request's collaboration set to the template's."""
         templates = [e for e in self.pools.entries("AnalysisTemplateIdentifier")
@@ -954,6 +979,64 @@ class Generator:
         if template is not None:
             params["analysisTemplateArns"] = [template["arn"]] + params["analysisTemplateArns"][
                 : self.rng.randint(0, 2)]
+
+    # -- privacy budget templates
+
+    def _nudge_create_privacy_budget_template(self, params, picks):
+        """Mostly an access budget on one of the caller's own associations, through its membership (a differential
+        privacy template needs a table with differential privacy, which the pools rarely know of)."""
+        rng, pools = self.rng, self.pools
+        if rng.random() >= 0.8:
+            return
+        associations = [e for e in pools.entries("ConfiguredTableAssociationIdentifier")
+                        if e["pick"] == "own" and not e["gone"] and e["scope"].get("membershipIdentifier")]
+        if not associations:
+            return
+        association = rng.choice(associations)
+        membership_id = association["scope"]["membershipIdentifier"]
+        params["membershipIdentifier"] = membership_id
+        picks["membershipIdentifier"] = pools.kind_of("MembershipIdentifier", membership_id)
+        arn = (f"arn:aws:cleanrooms:{REGION}:{pools.account_id}:membership/{membership_id}/"
+               f"configuredtableassociation/{association['id']}")
+        budget_parameters = [{"type": "LIFETIME", "budget": rng.randint(0, 1_000_000)}]
+        if rng.random() < 0.5:
+            budget_parameters.append({"type": rng.choice(("CALENDAR_DAY", "CALENDAR_WEEK", "CALENDAR_MONTH")),
+                                      "budget": rng.randint(0, 1000),
+                                      "autoRefresh": rng.choice(("ENABLED", "DISABLED"))})
+        params.update(privacyBudgetType="ACCESS_BUDGET",
+                      parameters={"accessBudget": {"budgetParameters": budget_parameters, "resourceArn": arn}})
+        params.pop("autoRefresh", None)
+
+    def _nudge_update_privacy_budget_template(self, params, picks):
+        """The template's own type, with parameters of that type (or none)."""
+        template = self.pools.entry("PrivacyBudgetTemplateIdentifier", params["privacyBudgetTemplateIdentifier"])
+        if template is None or self.rng.random() >= 0.85:
+            return
+        budget_type = template["data"].get("privacyBudgetType")
+        if budget_type not in ("ACCESS_BUDGET", "DIFFERENTIAL_PRIVACY"):
+            return
+        params["privacyBudgetType"] = budget_type
+        if self.rng.random() < 0.3:
+            params.pop("parameters", None)
+        elif budget_type == "ACCESS_BUDGET":
+            params["parameters"] = {"accessBudget": {"budgetParameters": [
+                {"type": "LIFETIME", "budget": self.rng.randint(0, 1_000_000)}]}}
+        else:
+            params["parameters"] = {"differentialPrivacy": {"epsilon": self.rng.randint(1, 20)}}
+
+    def _nudge_get_collaboration_privacy_budget_template(self, params, picks):
+        """A template the pools know, with the request's collaboration set to the template's."""
+        templates = [e for e in self.pools.entries("PrivacyBudgetTemplateIdentifier")
+                     if not e["gone"] and e["data"].get("collaborationId")]
+        if not templates or self.rng.random() < 0.3:
+            return
+        template = self.rng.choice(templates)
+        params["privacyBudgetTemplateIdentifier"] = template["id"]
+        picks["privacyBudgetTemplateIdentifier"] = self.pools.kind_of("PrivacyBudgetTemplateIdentifier",
+                                                                      template["id"])
+        params["collaborationIdentifier"] = template["data"]["collaborationId"]
+        picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
+                                                              params["collaborationIdentifier"])
 
     def _build(self, op: botocore.model.OperationModel, params: dict, picks: dict) -> Request:
         method, path, query, body = serialize(op, params)
@@ -1430,6 +1513,8 @@ OK_WHEN_OWN = frozenset({"GetCollaboration", "ListMembers", "GetMembership", "Li
                          "UpdateCollaboration", "GetConfiguredTable", "GetConfiguredTableAnalysisRule",
                          "ListCollaborationChangeRequests", "GetCollaborationChangeRequest"})
 NUDGES = {
+    "StartProtectedQuery": Generator._nudge_start_protected_query,
+    "UpdateProtectedQuery": Generator._nudge_update_protected_query,
     "CreateCollaboration": Generator._nudge_create_collaboration,
     "CreateMembership": Generator._nudge_create_membership,
     "UpdateMembership": Generator._nudge_update_membership,
@@ -1450,6 +1535,9 @@ NUDGES = {
     "CreateAnalysisTemplate": Generator._nudge_create_analysis_template,
     "GetCollaborationAnalysisTemplate": Generator._nudge_get_collaboration_template,
     "BatchGetCollaborationAnalysisTemplate": Generator._nudge_batch_get_collaboration_template,
+    "CreatePrivacyBudgetTemplate": Generator._nudge_create_privacy_budget_template,
+    "UpdatePrivacyBudgetTemplate": Generator._nudge_update_privacy_budget_template,
+    "GetCollaborationPrivacyBudgetTemplate": Generator._nudge_get_collaboration_privacy_budget_template,
 }
 
 

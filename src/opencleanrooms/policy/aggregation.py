@@ -57,6 +57,13 @@ class _Checker:
                 reject(f"Window functions are not allowed by the AGGREGATION rule: `{fragment(node)}`.")
             if isinstance(node, exp.Filter):
                 reject(f"FILTER clauses are not allowed by the AGGREGATION rule: `{fragment(node)}`.")
+        group = tree.args.get("group")
+        if group is not None and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets", "all", "totals")):
+            reject(f"`{fragment(group)}` is not allowed: the AGGREGATION rule's GROUP BY lists dimension columns or "
+                   f"scalar functions of them (no ROLLUP, CUBE, GROUPING SETS or ALL).")
+        common.check_clauses(tree, {"expressions", "from", "from_", "joins", "where", "group", "having", "order",
+                                    "limit", "offset", "qualify", "distinct", "windows", "cluster", "distribute",
+                                    "sort", "prewhere", "with"}, LABEL)
         for clause, label in (("limit", "LIMIT"), ("offset", "OFFSET"), ("qualify", "QUALIFY"),
                               ("distinct", "SELECT DISTINCT"), ("prewhere", "PREWHERE"), ("cluster", "CLUSTER BY"),
                               ("distribute", "DISTRIBUTE BY"), ("sort", "SORT BY"), ("windows", "WINDOW")):

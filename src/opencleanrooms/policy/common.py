@@ -198,3 +198,13 @@ def walk_shallow(node: exp.Expression) -> Iterable[exp.Expression]:
         for child in current.iter_expressions():
             if not isinstance(child, (exp.Subquery, exp.Select, exp.SetOperation)):
                 stack.append(child)
+
+
+def check_clauses(select: exp.Select, allowed: set[str], rule_label: str) -> None:
+    """Refuse any clause of the SELECT outside the rule's grammar (an allow-list, so clauses sqlglot learns later
+    are refused too)."""
+    for key, value in select.args.items():
+        if value in (None, [], False) or key in allowed:
+            continue
+        reject(f"{key.rstrip('_').upper().replace('_', ' ')} is not allowed by the {rule_label} rule's query "
+               f"structure.")

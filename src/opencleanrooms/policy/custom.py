@@ -128,6 +128,10 @@ def _comparison_controls(flow: Flow, relations: Relations) -> None:
                         check(lineage(leaf), True, leaf)
             elif isinstance(node, exp.Group):  # plain GROUP BY, ROLLUP, CUBE and GROUPING SETS alike
                 check(lineage(node), False, node)
+                if node.args.get("all"):  # GROUP BY ALL groups by every output without an aggregate
+                    for projection in expression.expressions:
+                        if not any(isinstance(n, exp.AggFunc) for n in projection.walk()):
+                            check(lineage(projection), False, projection)
             elif isinstance(node, exp.Window):  # rows are compared to form partitions and to order them
                 order = node.args.get("order")
                 for item in [*(node.args.get("partition_by") or []), *(order.expressions if order else [])]:

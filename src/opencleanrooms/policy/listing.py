@@ -34,6 +34,9 @@ def enforce(tree: exp.Expression, relations: Relations, request: QueryRequest) -
             reject(f"Subqueries are not allowed: the LIST rule allows a single SELECT DISTINCT (`{fragment(node)}`).")
         if isinstance(node, exp.AggFunc) or isinstance(node, exp.Window):
             reject(f"Functions are not allowed by the LIST rule: `{fragment(node)}`.")
+    common.check_clauses(tree, {"expressions", "from", "from_", "joins", "where", "group", "having", "order",
+                                "limit", "offset", "qualify", "distinct", "windows", "cluster", "distribute", "sort",
+                                "with"}, LABEL)
     for clause, label in (("group", "GROUP BY"), ("having", "HAVING"), ("order", "ORDER BY"), ("offset", "OFFSET"),
                           ("qualify", "QUALIFY"), ("cluster", "CLUSTER BY"), ("distribute", "DISTRIBUTE BY"),
                           ("sort", "SORT BY"), ("windows", "WINDOW")):

@@ -65,9 +65,11 @@ class Plan:
     scan_names: Mapping[str, str]
     output_columns: tuple[str, ...]
     tree: Any = field(default=None, repr=False, compare=False)  # the rewritten sqlglot tree (Spark semantics)
+    scan_schema: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    # internal relation name -> column -> Glue type: what the engine registers, and what transpiling needs to know
 
     def sql(self, dialect: str) -> str:
         """The final query in `dialect` ('duckdb' or 'spark')."""
         from opencleanrooms.policy import transpile  # local: keeps this module free of sqlglot
 
-        return transpile.render(self.tree, dialect)
+        return transpile.render(self.tree, dialect, self.scan_schema)

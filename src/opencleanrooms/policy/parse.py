@@ -82,13 +82,13 @@ def parse(sql: str) -> exp.Expression:
     except ParseError as error:
         first = error.errors[0] if error.errors else {}
         where = f" at line {first.get('line')}, column {first.get('col')}" if first.get("line") else ""
-        reject(f"The query is not valid Spark SQL{where}: {_clean(first.get('description') or 'syntax error')}.")
+        reject(f"The query is not valid Spark SQL{where}: {clean(first.get('description') or 'syntax error')}.")
     except TokenError:
         reject("The query is not valid Spark SQL: unterminated string, quoted identifier or comment.")
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     except SqlglotError as error:
-        reject(f"The query is not valid Spark SQL: {_clean(str(error))}.")
+        reject(f"The query is not valid Spark SQL: {clean(str(error))}.")
     if not statements:
         reject("The query is empty.")
     if len(statements) > 1:
@@ -122,6 +122,11 @@ def _check_nodes(tree: exp.Expression) -> None:
                 reject(f"Function {name} is not allowed in protected queries: {fragment(node)}.")
             if isinstance(node, exp.Anonymous):
                 reject(f"Function {node.name} is not supported: {fragment(node)}.")
+        elif isinstance(node, exp.With) and node.args.get("recursive"):
+            reject("Recursive common table expressions (WITH RECURSIVE) are not supported in protected queries.")
+        elif isinstance(node, exp.Group) and not any(node.args.get(k) for k in ("expressions", "rollup", "cube",
+                                                                                 "grouping_sets", "all", "totals")):
+            reject("GROUP BY must name at least one expression.")
         elif isinstance(node, exp.Select) and not node.expressions:
             reject("A SELECT must select at least one expression.")
 
@@ -158,6 +163,7 @@ def _kind(node: exp.Expression) -> str:
     return node.key.upper()
 
 
-def _clean(message: str) -> str:
+def clean(message: str) -> str:
+    """A parser or optimizer message fit for a member: no library internals, escape codes or long dumps."""
     message = _SQLGLOT_NOISE.sub("", message).replace("sqlglot", "parser").strip()
     return message[:200]

@@ -13,8 +13,8 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from opencleanrooms.policy import aggregation, custom, listing, parameters
 from opencleanrooms.policy.model import Plan, QueryRequest
-from opencleanrooms.policy.parse import DIALECT, parse, reject
-from opencleanrooms.policy.resolve import qualify_tree, relations
+from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
+from opencleanrooms.policy.resolve import qualify_tree, relations, schema_of
 from opencleanrooms.policy.wrap import output_names
 
 _RULES = {"AGGREGATION": aggregation, "LIST": listing, "CUSTOM": custom}
@@ -27,7 +27,7 @@ def plan_query(request: QueryRequest) -> Plan:
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     except SqlglotError as error:  # the parser or optimizer gave up on a construct: refuse, never guess
-        reject(f"The query cannot be analysed: {str(error).splitlines()[0][:200]}")
+        reject(f"The query cannot be analysed: {clean(str(error).splitlines()[0])}")
     raise AssertionError("unreachable")
 
 
@@ -44,7 +44,8 @@ def _plan(request: QueryRequest) -> Plan:
     _rename_tables(tree, scan_names)
     _restore_output_case(tree, display)
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
-                output_columns=tuple(output_names(tree)), tree=tree)
+                output_columns=tuple(output_names(tree)), tree=tree,
+                scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()})
 
 
 def _outermost_select(tree: exp.Expression) -> exp.Select:
@@ -62,7 +63,10 @@ def _name_outputs(tree: exp.Expression) -> dict[str, str]:
         if isinstance(projection, (exp.Column, exp.Star)):
             continue
         if not isinstance(projection, exp.Alias):
-            projection = projection.replace(exp.alias_(projection.copy(), projection.sql(DIALECT), quoted=True))
+            alias = exp.Alias(alias=exp.to_identifier(projection.sql(DIALECT), quoted=True))
+            projection.replace(alias)
+            alias.set("this", projection)
+            projection = alias
         display.setdefault(projection.alias.lower(), projection.alias)
     return display
 

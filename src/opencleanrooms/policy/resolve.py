@@ -16,7 +16,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
 from opencleanrooms.policy.model import QueryRequest, TableInfo
-from opencleanrooms.policy.parse import DIALECT, fragment, reject
+from opencleanrooms.policy.parse import DIALECT, clean, fragment, reject
 
 RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
 
@@ -37,7 +37,7 @@ def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
     try:
         scopes = list(traverse_scope(tree))
     except (OptimizeError, SqlglotError) as error:
-        reject(f"The query's structure cannot be analysed: {error}")
+        reject(f"The query's structure cannot be analysed: {clean(str(error))}")
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     for scope in scopes:
@@ -83,9 +83,9 @@ def qualify_tree(tree: exp.Expression, tables: dict[str, TableInfo]) -> exp.Expr
         return qualify(tree, schema=schema_of(tables), dialect=DIALECT, validate_qualify_columns=True,
                        quote_identifiers=True, identify=True)
     except OptimizeError as error:
-        reject(f"{_column_message(str(error))} A query may use only the allowed columns of the tables it reads.")
+        reject(f"{_column_message(clean(str(error)))} A query may use only the allowed columns of the tables it reads.")
     except SqlglotError as error:
-        reject(f"The query cannot be analysed: {str(error)[:200]}")
+        reject(f"The query cannot be analysed: {clean(str(error))}")
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     raise AssertionError("unreachable")

@@ -9,6 +9,8 @@ subquery expression — is refused rather than guessed at.
 
 allowedAggregateExpressionType COLUMNS_ONLY (the default when absent: the stricter choice) refuses aggregate and
 window function arguments that transform the table's columns, also when the transformation happened in a CTE.
+Aggregates that return a group's individual values (collect_list, collect_set, string_agg) are refused on the
+table's columns whatever the type.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
         return tree
     for name, threshold in configured.items():
         _check_expression_type(flow, name, threshold)
+        _check_collecting_aggregates(flow, name)
     root = flow.root
     first = next(iter(sorted(configured)))
     if isinstance(tree, exp.SetOperation):
@@ -48,7 +51,7 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
                f"aggregation thresholds.")
     minimums = {name: _minimum(flow, name, threshold, relations) for name, threshold in configured.items()}
     hidden: list[tuple[exp.Expression, int]] = []
-    tracer = _Tracer(relations)
+    tracer = _Tracer(relations, {identifier.name for identifier in tree.find_all(exp.Identifier)})
     for name in sorted(configured):
         identity = configured[name]["identityColumns"][0]
         if identity not in {column for column, _ in relations.tables[name].columns}:
@@ -113,11 +116,27 @@ def _check_expression_type(flow: Flow, name: str, threshold) -> None:
                                f"and window function arguments (allowedAggregateExpressionType COLUMNS_ONLY).")
 
 
+_COLLECTING = tuple(getattr(exp, kind) for kind in ("ArrayAgg", "ArrayUniqueAgg", "GroupConcat", "ArrayConcatAgg")
+                    if hasattr(exp, kind))
+
+
+def _check_collecting_aggregates(flow: Flow, name: str) -> None:
+    """collect_list, collect_set, string_agg and the like return every member's value of a group, however large the
+    group: a threshold on the group's size protects nothing then."""
+    for scope in flow.scopes():
+        for node in scope_nodes(scope):
+            if isinstance(node, _COLLECTING) and any(table == name for table, _ in flow.lineage(node, scope)):
+                reject(f"`{fragment(node)}` returns the individual values of table `{name}` in each group, which its "
+                       f"CUSTOM rule's aggregation threshold does not allow: use aggregates that summarise a group "
+                       f"(COUNT, SUM, AVG, MIN, MAX, ...).")
+
+
 class _Tracer:
     """Carries a table's identity column from each read of the table up to the final aggregation."""
 
-    def __init__(self, relations: Relations):
+    def __init__(self, relations: Relations, used_names: set[str]):
         self.relations = relations
+        self.used = set(used_names)  # a hidden column must not share a name the query already uses
         self.traced: set[int] = set()
         self.added: dict[tuple[int, str], list[str]] = {}
         self.counter = 0
@@ -149,6 +168,10 @@ class _Tracer:
         columns = []
         for expression in self.trace(scope, name, identity):
             column = f"__id{self.counter}"
+            while column in self.used:
+                self.counter += 1
+                column = f"__id{self.counter}"
+            self.used.add(column)
             self.counter += 1
             select.append("expressions", exp.alias_(expression, column, quoted=True))
             columns.append(column)

@@ -8,6 +8,10 @@ tests/policy/test_transpile.py:
   becomes TRY_CAST), division, integer division and modulo by zero are NULL.
 - Spark's TIMESTAMP is a timestamp without a zone offset in the result (session time zone = UTC here); sqlglot reads
   it as TIMESTAMPTZ, which DuckDB would render with an offset: casts use TIMESTAMP.
+- CAST of a fractional number (or of text) to an integer type truncates toward zero in Spark; DuckDB rounds: the
+  argument is truncated first (types come from sqlglot's annotator over the plan's scan schema).
+- current_timestamp() is a zone-less TIMESTAMP in Spark's results; DuckDB's is TIMESTAMPTZ: cast (the engine runs
+  DuckDB with TimeZone=UTC, Spark with spark.sql.session.timeZone=UTC and spark.sql.ansi.enabled=false).
 - date_add/date_sub/add_months return DATE in Spark; DuckDB's date + interval is a TIMESTAMP: cast back to DATE.
 - Spark sorts NULLs first in ascending order and last in descending order; DuckDB sorts them last in both: every
   ORDER BY item gets its null ordering spelled out.
@@ -18,22 +22,31 @@ in non-ANSI Spark but fails the query in DuckDB; floating-point aggregates may d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.annotate_types import annotate_types
 
 DIALECTS = ("duckdb", "spark")
 
 
-def render(tree: exp.Expression, dialect: str) -> str:
+_INTEGRAL = (exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT, exp.DataType.Type.BIGINT)
+_FRACTIONAL = (exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE, exp.DataType.Type.DECIMAL)
+
+
+def render(tree: exp.Expression, dialect: str, schema: Mapping[str, Mapping[str, str]] | None = None) -> str:
     if dialect not in DIALECTS:
         raise ValueError(f"unsupported dialect {dialect!r}; use one of {DIALECTS}")
     if dialect == "spark":
         return tree.sql("spark", identify=True)
-    return to_duckdb(tree).sql("duckdb", identify=True)
+    return to_duckdb(tree, schema or {}).sql("duckdb", identify=True, copy=False)  # to_duckdb made a copy
 
 
-def to_duckdb(tree: exp.Expression) -> exp.Expression:
+def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> exp.Expression:
     """A copy of `tree` with Spark's semantics made explicit for DuckDB."""
     tree = tree.copy()
+    _truncate_integer_casts(tree, schema)
     for node in list(tree.walk()):
         if isinstance(node, exp.Ordered):
             _null_ordering(node)
@@ -44,10 +57,31 @@ def to_duckdb(tree: exp.Expression) -> exp.Expression:
             node.replace(exp.TryCast(this=node.this, to=node.to))
         elif isinstance(node, exp.IntDiv):
             node.set("expression", exp.Nullif(this=node.expression, expression=exp.Literal.number(0)))
+    for node in list(tree.find_all(exp.CurrentTimestamp)):
+        node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("TIMESTAMP")))
     for node in list(tree.find_all(exp.TsOrDsAdd, exp.AddMonths, exp.DateAdd, exp.DateSub)):
         if node.parent is not None and not (isinstance(node.parent, exp.Cast) and node.parent.to.is_type("date")):
             node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("DATE")))
     return tree
+
+
+def _truncate_integer_casts(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> None:
+    casts = [node for node in tree.find_all(exp.Cast) if node.to.is_type(*_INTEGRAL)]
+    if not casts:
+        return
+    try:
+        annotate_types(tree, schema={name: dict(columns) for name, columns in schema.items()}, dialect="spark")
+    except SqlglotError:
+        return  # types unknown: leave the casts as they are (documented difference)
+    for cast in casts:
+        kind = cast.this.type
+        if kind is None:
+            continue
+        if kind.is_type(*_FRACTIONAL):
+            cast.set("this", exp.func("TRUNC", cast.this.copy()))
+        elif kind.is_type(*exp.DataType.TEXT_TYPES):
+            cast.set("this", exp.func("TRUNC", exp.TryCast(this=cast.this.copy(),
+                                                           to=exp.DataType.build("DECIMAL(38, 10)"))))
 
 
 def _null_ordering(ordered: exp.Ordered) -> None:

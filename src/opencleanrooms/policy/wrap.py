@@ -23,17 +23,18 @@ def output_names(select: exp.Expression) -> list[str]:
 
 
 def wrap(select: exp.Select, hidden: Sequence[tuple[exp.Expression, int]]) -> exp.Select:
-    """`select` with hidden[i] = (aggregate, minimum) enforced on every output row."""
-    inner = select.copy()
+    """`select` with hidden[i] = (aggregate, minimum) enforced on every output row. Takes `select` over (it is
+    the plan's own tree)."""
+    inner = select
     names = output_names(inner)
     projections = [projection.unalias() for projection in inner.expressions]
-    inner.set("expressions", [exp.alias_(p, f"__c{i}", quoted=True) for i, p in enumerate(projections)])
+    inner.set("expressions", [exp.alias_(p, f"__c{i}", quoted=True, copy=False) for i, p in enumerate(projections)])
     order = inner.args.pop("order", None)
     limit, offset = inner.args.pop("limit", None), inner.args.pop("offset", None)
     distinct = inner.args.pop("distinct", None)
     with_ = inner.args.pop("with", None)
     for i, (expression, _) in enumerate(hidden):
-        inner.append("expressions", exp.alias_(expression, f"__k{i}", quoted=True))
+        inner.append("expressions", exp.alias_(expression, f"__k{i}", quoted=True, copy=False))
     outer_order = []
     if order is not None:
         for i, ordered in enumerate(order.expressions):

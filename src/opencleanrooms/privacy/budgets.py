@@ -97,9 +97,12 @@ def access_spend(resource: str, parameters: list[Mapping], usage: Mapping, set_a
         entry = usage.get(kind)
         left = access_remaining(parameter, entry, set_at, now)
         if left < 1:
-            when = ""
+            when, unit = "", kind.removeprefix("CALENDAR_").lower()
             if kind != periods.LIFETIME and _enabled(parameter):
-                when = f"; it refreshes at the start of the next {kind.removeprefix('CALENDAR_').lower()} (UTC)"
+                when = f"; it refreshes at the start of the next {unit} (UTC)"
+            elif kind != periods.LIFETIME:
+                when = (f"; it does not refresh by itself (the {unit} it was set for may have ended): the owner of the "
+                        "association can set it again by updating the privacy budget template")
             raise BudgetExhausted(f"The access budget of table association {resource} is spent: its {kind} budget "
                                   f"of {parameter['budget']} has no uses left{when}.")
         since = entry["since"] if entry else _initial_since(kind, set_at)

@@ -110,6 +110,9 @@ class QueryRunner:
             free = self._settings.workers - len(self._running)
         if free <= 0 or self._stop.is_set():
             return
+        with self._db.read() as conn:  # an idle runner takes no write lock
+            if not store.claimable(conn, 1):
+                return
         now = time.time()
         claimed = []
         with self._db.write() as conn:
@@ -125,6 +128,9 @@ class QueryRunner:
 
     def _close_abandoned(self) -> None:
         now = time.time()
+        with self._db.read() as conn:
+            if not store.abandoned(conn, now):
+                return
         with self._db.write() as conn:
             for query_id in store.abandoned(conn, now):
                 row = store.get(conn, query_id)

@@ -4,7 +4,9 @@ A query belongs to the membership that ran it; its result receivers' memberships
 row per (membership, query) in `protected_query_views`, and a membership's list is a keyset range on that table.
 The output-shaped fields of a query (sqlParameters, resultConfiguration, result, error, statistics, ...) sit in
 `doc`; what the runner needs to run it (the engine SQL, the tables' catalog references, the destinations) sits in
-`spec`, which is never shown to anyone. Status changes are conditional updates (`WHERE status IN (...)`), so a
+`spec`, which is never shown to anyone. Queries are history: they outlive the memberships that ran or received
+them (a member who leaves can no longer reach them, as its membership is gone), so membership ids carry no
+foreign key. Status changes are conditional updates (`WHERE status IN (...)`), so a
 query is claimed by exactly one runner and a finished query never changes again, whichever process gets there
 first. A running query's runner renews `lease_until`; a query whose lease ran out was abandoned by a runner that
 died, and any runner may close it.
@@ -28,7 +30,7 @@ protected_queries = sa.Table(
     sa.Column("region", sa.String(32), nullable=False),
     sa.Column("account_id", sa.String(12), nullable=False),  # the member who ran it
     sa.Column("collaboration_id", sa.String(36), sa.ForeignKey("collaborations.id"), nullable=False),
-    sa.Column("membership_id", sa.String(36), sa.ForeignKey("memberships.id"), nullable=False),
+    sa.Column("membership_id", sa.String(36), nullable=False),  # no foreign key: a query outlives a membership
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("update_time", sa.Float, nullable=False),
@@ -44,7 +46,7 @@ protected_queries = sa.Table(
 protected_query_views = sa.Table(
     "protected_query_views",
     metadata,
-    sa.Column("membership_id", sa.String(36), sa.ForeignKey("memberships.id"), primary_key=True),
+    sa.Column("membership_id", sa.String(36), primary_key=True),
     sa.Column("query_seq", sa.BigInteger, sa.ForeignKey("protected_queries.seq"), primary_key=True),
 )
 
@@ -54,7 +56,7 @@ query_log = sa.Table(
     "query_log",
     metadata,
     sa.Column("seq", Seq, primary_key=True, autoincrement=True),
-    sa.Column("membership_id", sa.String(36), sa.ForeignKey("memberships.id"), nullable=False),
+    sa.Column("membership_id", sa.String(36), nullable=False),
     sa.Column("query_id", sa.String(36), nullable=False),
     sa.Column("runner_account_id", sa.String(12), nullable=False),
     sa.Column("query_text", sa.Text, nullable=False),
