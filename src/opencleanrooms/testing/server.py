@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ class CleanRoomsServer:
 
     def __init__(self, data_dir: str | os.PathLike | None = None, *, args: list[str] | tuple[str, ...] = (),
                  start_timeout: float = 60.0) -> None:
+        self._own_dir = data_dir is None  # a directory made here is removed by stop()
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="opencleanrooms-"))
         self.args = list(args)
         self.start_timeout = start_timeout
@@ -92,6 +94,8 @@ class CleanRoomsServer:
         if self._db is not None:
             self._db.dispose()
             self._db = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> CleanRoomsServer:
         return self.start()
