@@ -128,8 +128,9 @@ def _copy_repository(dest: Path) -> None:
 
 def _machine_env(home: Path) -> dict[str, str]:
     """A fresh user's environment: the machine's PATH and pip configuration (package index), nothing of ours."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-           "TMPDIR": str(home / "tmp")}
+    ours = {str(Path(sys.executable).parent), os.path.join(os.environ.get("VIRTUAL_ENV", "/nonexistent"), "bin")}
+    path = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if d and d not in ours]
+    env = {"PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(home / "tmp")}
     env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     return env
