@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import tempfile
 import time
+
+import sqlalchemy as sa
 
 from opencleanrooms.auth.credentials import CredentialCache
 from opencleanrooms.catalog import S3Settings
-from opencleanrooms.config import ENV_SETTINGS, Settings
+from opencleanrooms.config import ENV_SETTINGS, SetupError, Settings
 from opencleanrooms.http.asgi import AsgiApp
 from opencleanrooms.engines import Limits
 from opencleanrooms.pipeline import Pipeline
@@ -29,11 +32,64 @@ TOKEN_KEY_NAME = "pagination-token-key"
 
 
 def open_database(settings: Settings) -> Database:
+    """The migrated database. Every way this can fail for reasons of the environment (a data dir that cannot be
+    created or written, a URL that does not parse, a driver that is not installed, a server that does not answer)
+    is a SetupError with one line that says what to fix."""
     if settings.database_url is None:
-        os.makedirs(settings.data_dir, mode=0o700, exist_ok=True)
-    db = Database(settings.resolved_database_url)
-    db.migrate()
+        _prepare_data_dir(settings.data_dir)
+    url = settings.resolved_database_url
+    try:
+        db = Database(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise SetupError(f"the database URL is not valid: {_first_line(exc)}") from None
+    except ImportError as exc:  # SQLAlchemy imports the DBAPI driver when the engine is created
+        raise SetupError(_missing_driver_message(url, exc)) from None
+    except Exception as exc:
+        if type(exc).__name__ == "MissingDriver":  # storage.database.MissingDriver, on backends that define it
+            raise SetupError(str(exc)) from None
+        raise
+    try:
+        db.migrate()
+    except sa.exc.DBAPIError as exc:
+        db.dispose()
+        raise SetupError(f"cannot open the database {_display_url(url)}: {_first_line(exc.orig or exc)}") from None
     return db
+
+
+def _prepare_data_dir(path: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        raise SetupError(f"data directory {path} is a file, not a directory") from None
+    except OSError as exc:
+        raise SetupError(f"cannot create data directory {path}: {exc.strerror or exc} (choose another with "
+                         f"--data-dir)") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):  # existing is not writable (/proc, a read-only mount)
+            pass
+    except OSError as exc:
+        raise SetupError(f"cannot write in data directory {path}: {exc.strerror or exc} (choose another with "
+                         f"--data-dir)") from None
+
+
+def _missing_driver_message(url: str, exc: ImportError) -> str:
+    if url.startswith(("postgresql", "postgres")):
+        return (f"the PostgreSQL driver is not installed ({exc}); install it with: "
+                f"pip install 'opencleanrooms[postgresql]'")
+    return f"the driver for database URL {_display_url(url)} is not installed: {exc}"
+
+
+def _display_url(url: str) -> str:
+    """A database URL fit to print: without its password, or nothing of it when it does not parse."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def build_app(settings: Settings) -> AsgiApp:

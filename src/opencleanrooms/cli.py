@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import secrets
+import shlex
+import shutil
+import socket
 import string
 import sys
 
-from opencleanrooms.config import ENV_SETTINGS, Settings
+from opencleanrooms import __version__
+from opencleanrooms.config import ENV_SETTINGS, LOG_LEVELS, SetupError, Settings
 from opencleanrooms.services.quotas import DEFAULT_QUOTAS
 from opencleanrooms.traffic.faults import parse_rule as parse_fault
 
@@ -22,13 +27,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except ValueError as exc:
+    except SetupError as exc:  # the environment: files, ports, the database; one line, never a traceback
+        print(f"opencleanrooms: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # what the user asked for: flags, config values
         print(f"opencleanrooms: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the server took over its own signals (during migrations, say)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opencleanrooms", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"opencleanrooms {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the Clean Rooms API server")
@@ -51,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="inject a fault: ERROR is InternalServerException, ThrottlingException or crash; "
                        "WHEN is calls:1,2 | every:N | rate:P")
     serve.add_argument("--fault-seed", type=int, help="seed for rate-based faults (default 0)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", choices=LOG_LEVELS)
     serve.add_argument("--query-workers", type=int, help="protected queries run at once per server process "
                        "(default 2)")
     serve.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
@@ -116,14 +127,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         quotas[name] = int(value)
     throttle = settings.throttle + list(getattr(args, "throttle", []) or [])
     faults = settings.faults + [parse_fault(spec) for spec in getattr(args, "fault", []) or []]
-    return dataclasses.replace(settings, quotas=quotas, throttle=throttle, faults=faults, **overrides)
+    return dataclasses.replace(settings, quotas=quotas, throttle=throttle, faults=faults, **overrides).validate()
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from opencleanrooms.app import open_database
-    from opencleanrooms.auth.demo import DEMO_ACCOUNTS, ensure_demo_credentials
+    from opencleanrooms.auth.demo import ensure_demo_credentials
     from opencleanrooms.services.quotas import Quotas
     from opencleanrooms.traffic.faults import FaultInjector
     from opencleanrooms.traffic.throttle import Throttle
@@ -132,30 +144,100 @@ def _serve(args: argparse.Namespace) -> int:
     Quotas.with_overrides(settings.quotas)  # reject bad settings before starting any worker
     Throttle.from_settings(settings.throttle_profile, settings.throttle)
     faults = FaultInjector(settings.faults, settings.fault_seed)
-    db = open_database(settings)
-    created = ensure_demo_credentials(db)
-    db.dispose()
-    endpoint = f"http://{'localhost' if settings.host in ('127.0.0.1', '::1') else settings.host}:{settings.port}"
-    print(f"OpenCleanRooms serving the Clean Rooms API at {endpoint}", flush=True)
-    print(f"  regions: {', '.join(settings.regions)}; database: {_safe_url(settings.resolved_database_url)}")
-    if settings.accepts_demo_credentials:
-        print("  demo credentials" + (" (created now)" if created else "") + ":")
-        for account, key, secret in DEMO_ACCOUNTS:
-            print(f"    account {account}: AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}")
-    else:
-        print("  demo credentials are refused on a non-loopback address; create keys with "
-              "`opencleanrooms credentials create`")
-    if faults:
-        print(f"  fault injection is ON: {len(settings.faults)} rule(s)")
-    print(f"  try: aws cleanrooms list-collaborations --endpoint-url {endpoint} --region {settings.regions[0]}",
-          flush=True)
-    os.environ[ENV_SETTINGS] = settings.to_json()
-    uvicorn.run(
-        "opencleanrooms.app:app_from_environment", factory=True, host=settings.host, port=settings.port,
-        workers=settings.workers, log_level=settings.log_level, access_log=False, http="httptools",
-        loop=_event_loop(), lifespan="on", server_header=False, date_header=True,
-    )
+    sock = _listen(settings.host, settings.port)  # port in use: one line, before anything is printed or created
+    try:
+        db = open_database(settings)
+        try:
+            created = ensure_demo_credentials(db)
+        finally:
+            db.dispose()
+        # --port 0 asks the kernel for a free port: the banner shows the one actually bound.
+        settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+        _print_banner(settings, created=created, faults=bool(faults))
+        os.environ[ENV_SETTINGS] = settings.to_json()
+        config = uvicorn.Config(
+            "opencleanrooms.app:app_from_environment", factory=True, host=settings.host, port=settings.port,
+            workers=settings.workers, log_level=settings.log_level, access_log=False, http="httptools",
+            loop=_event_loop(), lifespan="on", server_header=False, date_header=True,
+        )
+        server = uvicorn.Server(config)
+        try:
+            if settings.workers > 1:
+                try:  # older uvicorn releases take the workers' target; newer ones build it themselves
+                    supervisor = Multiprocess(config, target=server.run, sockets=[sock])
+                except TypeError:
+                    supervisor = Multiprocess(config, sockets=[sock])
+                supervisor.run()
+            else:
+                server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+    finally:
+        sock.close()
+    if settings.workers == 1 and not server.started:
+        print("opencleanrooms: the server did not start (see the log above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen before the banner is printed: a client that copies the banner's command at once is queued
+    by the kernel until a worker accepts, never refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SetupError(f"cannot listen on {host}:{port}: the address is already in use (another server "
+                             f"running? choose another port with --port)") from None
+        if isinstance(exc, socket.gaierror):
+            raise SetupError(f"cannot listen on {host}:{port}: unknown host {host!r}") from None
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _print_banner(settings: Settings, *, created: bool, faults: bool) -> None:
+    from opencleanrooms.auth.demo import DEMO_ACCOUNTS
+
+    endpoint = endpoint_for(settings.host, settings.port)
+    region = settings.regions[0]
+    lines = [f"OpenCleanRooms serving the Clean Rooms API at {endpoint}",
+             f"  regions: {', '.join(settings.regions)}; database: {_safe_url(settings.resolved_database_url)}"]
+    if settings.accepts_demo_credentials:
+        lines.append("  demo credentials" + (" (created now)" if created else "") + ":")
+        lines += [f"    account {account}: AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}"
+                  for account, key, secret in DEMO_ACCOUNTS]
+        _account, key, secret = DEMO_ACCOUNTS[0]
+        keys = f"AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}"
+    else:
+        lines.append("  demo credentials are refused on a non-loopback address; create keys with "
+                     "`opencleanrooms credentials create --account-id 123456789012`")
+        keys = "AWS_ACCESS_KEY_ID=<key id> AWS_SECRET_ACCESS_KEY=<secret>"
+    if faults:
+        lines.append(f"  fault injection is ON: {len(settings.faults)} rule(s)")
+    lines.append(f"  try: {keys} {try_command(endpoint, region)}")
+    print("\n".join(lines), flush=True)
+
+
+def endpoint_for(host: str, port: int) -> str:
+    if host in ("127.0.0.1", "::1", "localhost"):
+        return f"http://localhost:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def try_command(endpoint: str, region: str) -> str:
+    """A first call to paste into a shell: the AWS CLI when there is one on PATH, else this venv's Python with
+    boto3 (a dependency of the server, so always there)."""
+    if shutil.which("aws"):
+        return f"aws cleanrooms list-collaborations --endpoint-url {endpoint} --region {region}"
+    code = (f"import boto3; print(boto3.client('cleanrooms', endpoint_url='{endpoint}', region_name='{region}')"
+            f".list_collaborations()['collaborationList'])")
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def _credentials_create(args: argparse.Namespace) -> int:

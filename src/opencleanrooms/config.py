@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -13,6 +14,12 @@ from pathlib import Path
 from opencleanrooms.storage.database import sqlite_url
 
 ENV_SETTINGS = "OPENCLEANROOMS_SETTINGS_JSON"  # how `serve` hands settings to its worker processes
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SetupError(Exception):
+    """The server cannot start or a command cannot run because of its environment (files, ports, database); the
+    command line prints the message as one line and exits 1, never with a traceback."""
 
 
 def default_data_dir() -> str:
@@ -70,13 +77,72 @@ class Settings:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Settings:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        """Settings from a config file; a file that cannot be read is a SetupError, bad contents a ValueError,
+        both naming the file."""
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        except IsADirectoryError:
+            raise SetupError(f"config file {path} is a directory") from None
+        except OSError as exc:
+            raise SetupError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown setting(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        settings = cls(**data)
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        return settings
+
+    def validate(self) -> Settings:
+        """Check every setting's type and range, so that a config file's `port = "abc"` is an error here rather
+        than a URL with "abc" in it or a traceback in a worker process. Returns self."""
+        _check(isinstance(self.host, str) and self.host != "", "host must be a non-empty string", self.host)
+        _check(_is_int(self.port) and 0 <= self.port <= 65535, "port must be an integer from 0 to 65535", self.port)
+        _check(isinstance(self.regions, list) and self.regions and all(isinstance(r, str) for r in self.regions),
+               "regions must be a non-empty list of region names", self.regions)
+        for region in self.regions:
+            check_region(region)
+        _check(isinstance(self.data_dir, str) and self.data_dir != "", "data_dir must be a path", self.data_dir)
+        _check(self.database_url is None or (isinstance(self.database_url, str) and self.database_url),
+               "database_url must be a SQLAlchemy URL string", self.database_url)
+        _check(_is_int(self.workers) and self.workers >= 1, "workers must be an integer of at least 1",
+               self.workers)
+        _check(isinstance(self.quotas, dict) and all(isinstance(k, str) and _is_int(v) for k, v in
+                                                     self.quotas.items()),
+               "quotas must be a table of integers, e.g. quotas = { members = 10 }", self.quotas)
+        _check(_is_int(self.max_body_bytes) and self.max_body_bytes > 0, "max_body_bytes must be a positive "
+               "integer", self.max_body_bytes)
+        _check(_is_int(self.max_skew_seconds) and self.max_skew_seconds > 0, "max_skew_seconds must be a "
+               "positive integer", self.max_skew_seconds)
+        _check(isinstance(self.allow_demo_credentials, bool), "allow_demo_credentials must be true or false",
+               self.allow_demo_credentials)
+        _check(isinstance(self.throttle_profile, str), "throttle_profile must be a string", self.throttle_profile)
+        _check(isinstance(self.throttle, list) and all(isinstance(t, str) for t in self.throttle),
+               'throttle must be a list of strings, e.g. ["ListCollaborations=5:10"]', self.throttle)
+        _check(isinstance(self.faults, list) and all(isinstance(f, dict) for f in self.faults),
+               "faults must be a list of tables ([[faults]])", self.faults)
+        _check(_is_int(self.fault_seed), "fault_seed must be an integer", self.fault_seed)
+        _check(isinstance(self.s3, dict) and all(isinstance(v, str) for v in self.s3.values()),
+               "s3 must be a table of strings ([s3])", self.s3)
+        _check(self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}", self.log_level)
+        _check(isinstance(self.engine, str), "engine must be a string", self.engine)
+        _check(_is_int(self.query_workers) and self.query_workers >= 0, "query_workers must be a non-negative "
+               "integer", self.query_workers)
+        for name in ("query_timeout_seconds", "query_lease_seconds"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+                   f"{name} must be a positive number", value)
+        _check(_is_int(self.query_memory_mb) and self.query_memory_mb > 0, "query_memory_mb must be a positive "
+               "integer", self.query_memory_mb)
+        _check(self.results_dir is None or (isinstance(self.results_dir, str) and self.results_dir),
+               "results_dir must be a path", self.results_dir)
+        return self
 
 
 def is_loopback(host: str) -> bool:
@@ -86,3 +152,44 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, message: str, value) -> None:
+    if not ok:
+        raise ValueError(f"{message}, not {value!r}")
+
+
+# Regions: AWS Clean Rooms runs in a few regions, but a self-hosted server may serve any region a client can be
+# configured for. Accepted: every region of botocore's endpoint data in the `aws` partition (ARNs are `arn:aws:`).
+REGION_SHAPE = "like us-east-1 or eu-west-2"
+
+
+def known_regions() -> tuple[list[str], list[str]]:
+    """(regions where AWS runs Clean Rooms, every region of the aws partition), from botocore's endpoint data."""
+    return _known_regions()
+
+
+def check_region(region: str) -> None:
+    """Refuse a region that botocore does not know, with a message listing how regions look and which exist."""
+    cleanrooms, partition = known_regions()
+    if region in partition:
+        return
+    raise ValueError(f"unknown region {region!r}: regions look {REGION_SHAPE}; AWS Clean Rooms regions are "
+                     f"{', '.join(cleanrooms)}; the other AWS regions are accepted too: "
+                     f"{', '.join(r for r in partition if r not in cleanrooms)}")
+
+
+def _load_known_regions() -> tuple[list[str], list[str]]:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    cleanrooms = sorted(session.get_available_regions("cleanrooms"))
+    partition = next(p for p in session.get_data("endpoints")["partitions"] if p["partition"] == "aws")
+    return cleanrooms, sorted(set(partition["regions"]) | set(cleanrooms))
+
+
+_known_regions = functools.cache(_load_known_regions)

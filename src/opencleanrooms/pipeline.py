@@ -48,6 +48,7 @@ class Pipeline:
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
         account_id = operation = "-"
+        failure = ""
         try:
             identity = sigv4.verify(
                 method=method, raw_path=raw_path, query_string=query_string, headers=headers, body=body,
@@ -82,6 +83,11 @@ class Pipeline:
             response = self._serializer.output(op, handler(ctx, params), request_id)
         except sigv4.AuthError as exc:
             response = self._serializer.error(ServiceError(exc.code, exc.message, status=exc.status), request_id)
+            try:  # only to name the operation in the log
+                operation = self._router.match(method, raw_path).operation.name
+            except Exception:
+                operation = "-"
+            failure = f' auth_error={exc.code} reason="{_log_safe(exc.reason)}"'
         except ServiceError as exc:
             response = self._serializer.error(exc, request_id)
         except Exception:
@@ -90,8 +96,8 @@ class Pipeline:
                 ServiceError("InternalServerException", f"An internal error occurred. Request ID: {request_id}"),
                 request_id,
             )
-        access_log.info("request_id=%s account=%s operation=%s status=%d latency_ms=%.2f", request_id, account_id,
-                        operation, response.status, (time.perf_counter() - started) * 1000)
+        access_log.info("request_id=%s account=%s operation=%s status=%d latency_ms=%.2f%s", request_id, account_id,
+                        operation, response.status, (time.perf_counter() - started) * 1000, failure)
         return response
 
     def error_response(self, error: ServiceError) -> HttpResponse:
@@ -106,3 +112,8 @@ def _inject(fault: str | None, operation: str) -> None:
         raise ServiceError(fault, "Rate exceeded (injected fault)")
     if fault is not None:
         raise ServiceError(fault, "Internal server error (injected fault)")
+
+
+def _log_safe(text: str) -> str:
+    """One log line, whatever a client put in its headers."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:300]

@@ -494,8 +494,9 @@ def test_x_amz_content_sha256_mismatch(boto):
 
 def test_wrong_region():
     wire = Capture(region="ap-south-2")("list_collaborations")
-    expect_error(wire, "InvalidSignatureException", 403,
-                 "Credential should be scoped to a valid region. ")
+    err = expect_error(wire, "InvalidSignatureException", 403,
+                       "Credential should be scoped to a valid region. This server serves: eu-central-1, us-east-1.")
+    assert err.reason == "signed for region 'ap-south-2'; this server serves eu-central-1, us-east-1"
     assert run_verify(wire, regions={"ap-south-2"}).region == "ap-south-2"
 
 

@@ -36,12 +36,16 @@ def test_add_list_schema_remove(tmp_path, data_dir, capsys):
     out = capsys.readouterr().out
     assert f"added: 111111111111  *  sales.orders  parquet  {path}" in out
     assert "order_id  int" in out and "total     decimal(10,2)" in out
-    assert run("catalog", "add", "--data-dir", data_dir, "--account-id", "222222222222", "--region", "eu-west-1",
+    missing = ("catalog", "add", "--data-dir", data_dir, "--account-id", "222222222222", "--region", "eu-west-1",
                "--database", "d", "--table", "t", "--location", str(tmp_path / "x.csv"), "--no-header",
-               "--delimiter", "\\t") == 0
+               "--delimiter", "\\t")
+    assert run(*missing) == 1  # the location does not exist: refused, nothing stored
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Table location" in captured.err and "does not exist" in captured.err and "nothing was added" in captured.err
+    assert run(*missing, "--no-check") == 0  # for data that arrives later
     captured = capsys.readouterr()
     assert captured.out.startswith("added: 222222222222  eu-west-1  d.t  csv")
-    assert "warning: Table location" in captured.err and "does not exist" in captured.err
     assert run("catalog", "list", "--data-dir", data_dir) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert run("catalog", "list", "--data-dir", data_dir, "--account-id", "222222222222") == 0

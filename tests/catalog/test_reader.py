@@ -255,3 +255,25 @@ def test_scan_quotes_paths(tmp_path):
     assert read_schema(src, cache=None) == [Column("answer", "int")]
     with duckdb.connect() as con:
         assert con.execute(f"SELECT answer FROM {prepare_scan(src).sql()}").fetchone() == (42,)
+
+
+def test_empty_and_header_only_csv_are_refused(tmp_path):
+    """DuckDB reads an empty CSV as one VARCHAR `column0` and a header alone as VARCHARs: neither is a schema."""
+    import gzip
+
+    cases = {
+        "empty.csv": (b"", {}, "is empty"),
+        "blank.csv": (b"\n\n", {}, "is empty"),
+        "empty-no-header.csv": (b"", {"header": False}, "is empty"),
+        "header.csv": (b"user_id,spend\n", {}, "has a header line but no data rows"),
+        "header.csv.gz": (gzip.compress(b"user_id,spend\n"), {}, "has a header line but no data rows"),
+        "empty.csv.gz": (gzip.compress(b""), {"header": False}, "is empty"),
+    }
+    for name, (data, options, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(TableUnreadable, match=message) as info:
+            read_schema(source(tmp_path / name, **options), cache=None)
+        assert str(tmp_path / name) in str(info.value)
+    (tmp_path / "one-row.csv").write_text("user_id,spend\nu1,2.5\n")
+    assert read_schema(source(tmp_path / "one-row.csv"), cache=None) == [Column("user_id", "string"),
+                                                                         Column("spend", "double")]

@@ -1,8 +1,29 @@
-"""Tags on collaborations and memberships: owner only, merge, remove, limits, reserved keys, cleanup."""
+"""Tags on collaborations and memberships: owner only, merge, remove, limits, reserved keys, cleanup.
+
+Runs on the pytest plugin's server (opencleanrooms.testing.plugin), as a team testing its own code would.
+"""
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
+from tests.support import conformance
 from tests.support.builders import create_collaboration, join, member, raises
+
+
+@pytest.fixture
+def party(cleanrooms_accounts):
+    """Factory: fresh plugin accounts, their clients checked against the model like the rest of the suite's."""
+    names = (f"party{i}" for i in itertools.count())
+
+    def make():
+        account = cleanrooms_accounts[next(names)]
+        conformance.install(account.client)
+        return account
+
+    return make
 
 
 def test_tag_lifecycle_on_a_collaboration(party):
@@ -46,14 +67,14 @@ def test_unknown_foreign_region_and_deleted_resources_are_not_found(party):
     raises("ResourceNotFoundException", b.client.list_tags_for_resource, resourceArn=m["arn"])
 
 
-def test_tag_limits_and_reserved_keys(server, party):
+def test_tag_limits_and_reserved_keys(cleanrooms_server, party):
     a = party()
     c = create_collaboration(a)
     response = raises("ValidationException", a.client.tag_resource, resourceArn=c["arn"], tags={"aws:x": "y"})
     assert response["fieldList"][0]["name"] == "tags"
     a.client.tag_resource(resourceArn=c["arn"], tags={f"k{i}": "v" for i in range(50)})
     raises("ValidationException", a.client.tag_resource, resourceArn=c["arn"], tags={"one-too-many": "v"})
-    unchecked = server.client(a.account, parameter_validation=False)
+    unchecked = cleanrooms_server.client(a, parameter_validation=False)
     raises("ValidationException", unchecked.tag_resource, resourceArn=c["arn"], tags={"k" * 129: "v"})
     raises("ValidationException", unchecked.tag_resource, resourceArn=c["arn"], tags={"k": "v" * 257})
     raises("ValidationException", unchecked.list_tags_for_resource, resourceArn="not-an-arn")

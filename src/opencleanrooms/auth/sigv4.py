@@ -37,13 +37,16 @@ _BAD_TOKEN = "The security token included in the request is invalid."
 
 
 class AuthError(Exception):
-    """An authentication failure, carrying the AWS error code and HTTP status to return."""
+    """An authentication failure, carrying the AWS error code and HTTP status to return, and for the server log
+    the reason in plain words (AWS's messages are vague on purpose; an operator needs to know which check failed).
+    Neither ever holds the secret or a computed signature."""
 
-    def __init__(self, code: str, status: int, message: str):
+    def __init__(self, code: str, status: int, message: str, reason: str | None = None):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.status = status
         self.message = message
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,12 @@ class SigningIdentity:
     service: str
 
 
-def _incomplete(message: str) -> AuthError:
-    return AuthError("IncompleteSignatureException", 400, message)
+def _incomplete(message: str, reason: str | None = None) -> AuthError:
+    return AuthError("IncompleteSignatureException", 400, message, reason)
 
 
-def _invalid(message: str = _SIGNATURE_MISMATCH) -> AuthError:
-    return AuthError("InvalidSignatureException", 403, message)
+def _invalid(message: str = _SIGNATURE_MISMATCH, reason: str | None = None) -> AuthError:
+    return AuthError("InvalidSignatureException", 403, message, reason)
 
 
 def verify(
@@ -84,8 +87,10 @@ def verify(
     if not authorization:
         if "X-Amz-Signature=" in query_string or "X-Amz-Credential=" in query_string:
             raise _incomplete("Query-string (presigned URL) authentication is not supported "
-                              "by this server; sign the request with the Authorization header.")
-        raise AuthError("MissingAuthenticationTokenException", 403, "Missing Authentication Token")
+                              "by this server; sign the request with the Authorization header.",
+                              "presigned URL (query-string signature) is not supported")
+        raise AuthError("MissingAuthenticationTokenException", 403, "Missing Authentication Token",
+                        "missing Authorization header (unsigned request)")
 
     # -- parse "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."
     algorithm, _, rest = authorization.partition(" ")
@@ -102,64 +107,77 @@ def verify(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
         )
     if problems:
-        raise _incomplete(" ".join(problems))
+        raise _incomplete(" ".join(problems), "malformed Authorization header: " + " ".join(problems))
     if algorithm != ALGORITHM:
-        raise _incomplete(f"Unsupported AWS 'algorithm': '{algorithm}'. Expected '{ALGORITHM}'.")
+        raise _incomplete(f"Unsupported AWS 'algorithm': '{algorithm}'. Expected '{ALGORITHM}'.",
+                          f"unsupported signing algorithm {algorithm[:40]!r}")
     if amz_date is None:  # only a Date header: legal in SigV4, refused here on purpose
-        raise _incomplete("This server requires the 'X-Amz-Date' header; 'Date' is not accepted.")
+        raise _incomplete("This server requires the 'X-Amz-Date' header; 'Date' is not accepted.",
+                          "missing X-Amz-Date header")
     credential, signed_headers, signature = (
         params["Credential"], params["SignedHeaders"], params["Signature"])
     scope = credential.split("/")
     if len(scope) != 5:
         raise _incomplete("Credential must have exactly 5 slash-delimited elements, "
-                          f"e.g. keyid/date/region/service/term, got '{credential}'")
+                          f"e.g. keyid/date/region/service/term, got '{credential}'",
+                          "malformed credential scope in the Authorization header")
     access_key_id, scope_date, scope_region, scope_service, terminator = scope
     signed_names = signed_headers.split(";")
     if "host" not in signed_names:
-        raise _incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+        raise _incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+                          "the Host header is not signed")
     if "x-amz-date" not in signed_names:
-        raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
+        raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.",
+                          "the X-Amz-Date header is not signed")
     timestamp = _parse_amz_date(amz_date)
 
     # -- scope and clock checks (cheap, before any secret is looked up)
     if scope_date != amz_date[:8]:
         raise _invalid(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
+            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.",
+            f"the credential scope's date {scope_date[:16]!r} is not the X-Amz-Date's day",
         )
     if scope_region not in regions:
-        raise _invalid("Credential should be scoped to a valid region. ")
+        served = ", ".join(sorted(regions))
+        raise _invalid(f"Credential should be scoped to a valid region. This server serves: {served}.",
+                       f"signed for region {scope_region[:40]!r}; this server serves {served}")
     if scope_service != service:
-        raise _invalid(f"Credential should be scoped to correct service: '{service}'. ")
+        raise _invalid(f"Credential should be scoped to correct service: '{service}'. ",
+                       f"signed for service {scope_service[:40]!r}, not {service!r}")
     if terminator != TERMINATOR:
         raise _invalid("Credential should be scoped with a valid terminator: "
-                       f"'{TERMINATOR}', not '{terminator}'. ")
+                       f"'{TERMINATOR}', not '{terminator}'. ", "wrong credential scope terminator")
     _check_clock(amz_date, timestamp, now, max_skew_seconds)
 
     # -- who is it?
     if "x-amz-security-token" in headers:  # this server never issues session credentials
-        raise AuthError("UnrecognizedClientException", 403, _BAD_TOKEN)
+        raise AuthError("UnrecognizedClientException", 403, _BAD_TOKEN,
+                        "a session token was sent (temporary credentials are not issued by this server)")
     secret = lookup_secret(access_key_id)
     if secret is None:
-        raise AuthError("UnrecognizedClientException", 403, _BAD_TOKEN)
+        raise AuthError("UnrecognizedClientException", 403, _BAD_TOKEN,
+                        f"unknown access key id {access_key_id[:128]!r} (or a demo key refused off loopback)")
 
     # -- the payload hash is always computed: a client-supplied one is only checked, never trusted
     payload_hash = hashlib.sha256(body).hexdigest()
     claimed = headers.get("x-amz-content-sha256")
     if claimed is not None and claimed != payload_hash:
-        raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+        raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.",
+                       "the X-Amz-Content-SHA256 header does not match the body")
 
     canonical = canonical_request(
         method, raw_path, query_string, headers, signed_headers, payload_hash)
     if canonical is None or not _SIGNATURE_RE.fullmatch(signature):
-        raise _invalid()
+        raise _invalid(reason=f"malformed signature or a signed header is missing (key {access_key_id})")
     credential_scope = f"{scope_date}/{scope_region}/{scope_service}/{TERMINATOR}"
     string_to_sign = (f"{ALGORITHM}\n{amz_date}\n{credential_scope}\n"
                       f"{hashlib.sha256(canonical.encode('utf-8')).hexdigest()}")
     key = _signing_key(secret, scope_date, scope_region, scope_service)
     expected = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
-        raise _invalid()
+        raise _invalid(reason=f"signature mismatch for key {access_key_id}: wrong secret, or the request was "
+                       "changed after signing")
     return SigningIdentity(access_key_id, scope_region, scope_service)
 
 
@@ -217,7 +235,7 @@ def _parse_amz_date(amz_date: str) -> datetime:
         except ValueError:
             pass
     raise _incomplete(f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. "
-                      "See http://en.wikipedia.org/wiki/ISO_8601")
+                      "See http://en.wikipedia.org/wiki/ISO_8601", "malformed X-Amz-Date")
 
 
 def _check_clock(amz_date: str, timestamp: datetime, now: datetime | None, skew: int) -> None:
@@ -234,12 +252,14 @@ def _check_clock(amz_date: str, timestamp: datetime, now: datetime | None, skew:
     if timestamp < now - delta:
         raise _invalid(
             f"Signature expired: {amz_date} is now earlier than {(now - delta).strftime(fmt)} "
-            f"({now.strftime(fmt)} - {minutes})"
+            f"({now.strftime(fmt)} - {minutes})",
+            f"signature expired: signed at {amz_date}, more than {skew}s before the server's clock",
         )
     if timestamp > now + delta:
         raise _invalid(
             f"Signature not yet current: {amz_date} is still later than "
-            f"{(now + delta).strftime(fmt)} ({now.strftime(fmt)} + {minutes})"
+            f"{(now + delta).strftime(fmt)} ({now.strftime(fmt)} + {minutes})",
+            f"signature not yet current: signed at {amz_date}, more than {skew}s after the server's clock",
         )
 
 

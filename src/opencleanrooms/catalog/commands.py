@@ -21,10 +21,14 @@ from opencleanrooms.catalog.tomlfile import load_catalog_file
 
 def add_table(db, *, account_id: str, database: str, table: str, location: str, region: str | None = None,
               format: str | None = None, header: bool | None = None,  # noqa: A002
-              delimiter: str | None = None, base_dir: str | None = None) -> tuple[TableSource, bool]:
-    """Add or replace an entry; returns it and whether it replaced one. Raises InvalidEntry."""
+              delimiter: str | None = None, base_dir: str | None = None,
+              check: Callable[[TableSource], object] | None = None) -> tuple[TableSource, bool]:
+    """Add or replace an entry; returns it and whether it replaced one. Raises InvalidEntry. `check` runs on the
+    new entry before anything is stored (for example `read_schema`), so an entry it refuses is never added."""
     source = make_source(account_id=account_id, region=region, database=database, table=table,
                          location=location, format=format, header=header, delimiter=delimiter, base_dir=base_dir)
+    if check is not None:
+        check(source)
     with db.write() as conn:
         replaced = store.put(conn, source)
     return source, replaced
@@ -83,7 +87,8 @@ def register_cli(commands, *, storage_flags: Callable[[argparse.ArgumentParser],
     add.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                      help="CSV: the first line holds column names (default: yes)")
     add.add_argument("--delimiter", help="CSV: one character, \\t for tab (default: detected)")
-    add.add_argument("--no-check", action="store_true", help="do not read the table's schema after adding it")
+    add.add_argument("--no-check", action="store_true", help="add the table without reading its data first "
+                     "(for data that is not there yet)")
     bind(add, _add)
 
     listing = actions.add_parser("list", help="list the catalog's tables")
@@ -126,15 +131,25 @@ def _open(args, settings_from_args):
 
 def _add(args, settings_from_args) -> int:
     db, settings = _open(args, settings_from_args)
+    s3_settings = S3Settings.from_server_settings(settings)
+    columns = []
+
+    def check(source: TableSource) -> None:
+        columns.extend(reader.read_schema(source, s3_settings, cache=None))
+
     try:
         source, replaced = add_table(db, account_id=args.account_id, region=args.region, database=args.database,
                                      table=args.table, location=args.location, format=args.format,
-                                     header=args.header, delimiter=args.delimiter)
-        print(("replaced: " if replaced else "added: ") + format_entry(source))
-        if not args.no_check:
-            _print_schema(source, S3Settings.from_server_settings(settings), warn_only=True)
+                                     header=args.header, delimiter=args.delimiter,
+                                     check=None if args.no_check else check)
+    except TableUnreadable as exc:
+        print(f"opencleanrooms: {exc}; nothing was added (--no-check adds a table whose data is not readable "
+              f"yet)", file=sys.stderr)
+        return 1
     finally:
         db.dispose()
+    print(("replaced: " if replaced else "added: ") + format_entry(source))
+    _print_columns(columns)
     return 0
 
 
@@ -197,7 +212,11 @@ def _print_schema(source: TableSource, s3_settings: S3Settings, *, warn_only: bo
     except TableUnreadable as exc:
         print(("warning: " if warn_only else "") + str(exc), file=sys.stderr)
         return False
-    width = max(len(c.name) for c in columns)
+    _print_columns(columns)
+    return True
+
+
+def _print_columns(columns) -> None:
+    width = max((len(c.name) for c in columns), default=0)
     for column in columns:
         print(f"  {column.name.ljust(width)}  {column.type}")
-    return True

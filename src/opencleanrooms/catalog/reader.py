@@ -152,10 +152,20 @@ def _describe(source: TableSource, fmt: str, paths: list[str], displays: dict[st
     import duckdb
 
     scan = Scan(format=fmt, files=tuple(paths), header=source.header, delimiter=source.delimiter)
+    if fmt == "csv":
+        _refuse_blank_csv(paths[0], displays.get(paths[0], paths[0]))
     try:
         with duckdb.connect(":memory:", config=_DUCKDB_CONFIG) as con:
             relation = con.sql(f"SELECT * FROM {scan.sql()}")
             names, types = list(relation.columns), list(relation.types)
+            # DuckDB makes up a VARCHAR `column0` for an empty file and VARCHARs for a header alone: without a
+            # row there are no types to read, so such a table is refused rather than served with guessed ones.
+            if fmt == "csv" and not relation.limit(1).fetchall():
+                display = displays.get(paths[0], paths[0])
+                if source.header:
+                    raise TableUnreadable(f"CSV file {display} has a header line but no data rows: column types "
+                                          f"are read from the data, so it needs at least one row")
+                raise TableUnreadable(f"CSV file {display} is empty: it needs at least one row")
     except duckdb.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         for path, display in displays.items():
@@ -176,6 +186,19 @@ def _describe(source: TableSource, fmt: str, paths: list[str], displays: dict[st
             raise TableUnreadable(f"Column {name!r} of the data at {source.location} has type {exc}, "
                                   f"which has no AWS Glue equivalent") from None
     return columns
+
+
+def _refuse_blank_csv(path: str, display: str) -> None:
+    """An empty (or blank-lines-only) CSV file, refused by name before DuckDB invents a `column0` for it."""
+    if path.endswith((".gz", ".zst")):
+        return  # compressed: the row check after binding catches it
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return  # DuckDB's own error says why
+    if not head.strip():
+        raise TableUnreadable(f"CSV file {display} is empty: it needs a header line and at least one row")
 
 
 def _local_paths(location: str) -> list[str]:

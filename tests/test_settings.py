@@ -1,0 +1,56 @@
+"""Settings are checked for type and range, wherever they come from, so that a bad value is one clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+from opencleanrooms.config import SetupError, Settings, check_region, known_regions
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("port", "abc", "port must be an integer from 0 to 65535, not 'abc'"),
+    ("port", True, "port must be an integer"),
+    ("port", -1, "port must be an integer"),
+    ("host", "", "host must be a non-empty string"),
+    ("regions", [], "regions must be a non-empty list"),
+    ("regions", ["us-east-1", 1], "regions must be a non-empty list"),
+    ("workers", "2", "workers must be an integer of at least 1"),
+    ("database_url", 5, "database_url must be a SQLAlchemy URL string"),
+    ("quotas", {"members": "5"}, "quotas must be a table of integers"),
+    ("throttle", "ListCollaborations=5", "throttle must be a list of strings"),
+    ("faults", [1], "faults must be a list of tables"),
+    ("s3", {"endpoint_url": 9000}, "s3 must be a table of strings"),
+    ("query_timeout_seconds", 0, "query_timeout_seconds must be a positive number"),
+    ("log_level", "INFO", "log_level must be one of debug, info, warning, error"),
+])
+def test_bad_values_are_refused_with_their_name(field, value, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        Settings(**{field: value}).validate()
+
+
+def test_defaults_are_valid():
+    assert Settings().validate() == Settings()
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(SetupError, match="cannot read config file .*missing.toml: No such file"):
+        Settings.from_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[s3\n")
+    with pytest.raises(ValueError, match=f"config file {bad} is not valid TOML"):
+        Settings.from_toml(bad)
+    typed = tmp_path / "typed.toml"
+    typed.write_text('port = "abc"\n')
+    with pytest.raises(ValueError, match=f"^{typed}: port must be an integer"):
+        Settings.from_toml(typed)
+
+
+def test_regions_come_from_botocore_endpoint_data():
+    cleanrooms, partition = known_regions()
+    assert "us-east-1" in cleanrooms and set(cleanrooms) <= set(partition)
+    assert "ap-south-1" in partition and "cn-north-1" not in partition  # ARNs here are arn:aws:
+    check_region("ap-south-1")
+    with pytest.raises(ValueError, match="unknown region 'us-east-99': regions look like us-east-1"):
+        check_region("us-east-99")
+    with pytest.raises(ValueError, match="unknown region 'cn-north-1'"):
+        check_region("cn-north-1")
