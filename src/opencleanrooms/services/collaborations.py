@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from opencleanrooms.services import arns, errors, payment, summaries
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
@@ -202,3 +204,9 @@ def _check_member_accounts(ctx: RequestContext, members: list[dict]) -> None:
                 field=f"members.{i}.member.accountId", field_message=f"Duplicate member account {account}",
             )
         seen.add(account)
+
+
+def owns_collaboration(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Collaboration ARNs, for their creator only (the tag operations)."""
+    return len(ids) == 1 and (c := store.get(conn, ctx.region, ids[0])) is not None and \
+        c["creator_account_id"] == ctx.account_id

@@ -38,10 +38,9 @@ MAX_RULE_POLICY_KB = 100
 _DOC_FIELDS = ("description", "tableReference", "allowedColumns", "analysisMethod", "selectedAnalysisMethods")
 _UPDATE_ATTEMPTS = 3
 
-tags.RESOLVERS["configuredtable"] = (
-    RESOURCE_TYPE,
-    lambda conn, ctx, ids: len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None,
-)
+def owns_table(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Configured table ARNs (`configuredtable/<id>`), for their owner only."""
+    return len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None
 
 log = logging.getLogger("opencleanrooms")
 

@@ -93,11 +93,10 @@ def delete_membership(ctx: RequestContext, params: dict) -> None:
     membership_id = params["membershipIdentifier"]
     with ctx.db.write() as conn:
         row = owned_membership(conn, ctx, membership_id)
-        for check in SUBRESOURCE_CHECKS:
-            left = check(conn, membership_id)
-            if left:
-                raise errors.conflict(f"Membership {membership_id} still has {left}; delete them first.",
-                                      membership_id, "MEMBERSHIP", "SUBRESOURCES_EXIST")
+        left = [what for check in SUBRESOURCE_CHECKS if (what := check(conn, membership_id))]
+        if left:  # name everything that is left, so one answer says all there is to delete
+            raise errors.conflict(f"Membership {membership_id} still has {' and '.join(left)}; delete them first.",
+                                  membership_id, "MEMBERSHIP", "SUBRESOURCES_EXIST")
         if row["status"] == "ACTIVE":
             if row["collaboration_creator_account_id"] == ctx.account_id:
                 raise errors.conflict(_CREATOR_CANNOT_LEAVE, membership_id, "MEMBERSHIP", "INVALID_STATE")
@@ -131,3 +130,6 @@ def _already_joined(collaboration_id: str, status: str) -> ServiceError:
                            "no longer join.", collaboration_id, "COLLABORATION", "INVALID_STATE")
 
 
+def owns_membership(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Membership ARNs, for their owner only (the tag operations)."""
+    return len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None

@@ -33,4 +33,7 @@ def load_all() -> dict[str, Handler]:
         tags,
     )
 
+    from opencleanrooms.services import wiring
+
+    wiring.wire()
     return HANDLERS

@@ -11,21 +11,14 @@ from collections.abc import Callable
 from opencleanrooms.services import arns, errors
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.registry import operation
-from opencleanrooms.storage import collaborations as collaboration_store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import tags as store
 
 MAX_TAGS_PER_RESOURCE = 50
 RESERVED_PREFIX = "aws:"
 
-# ARN resource type -> (ResourceNotFoundException resourceType, exists(conn, ctx, ids))
-RESOLVERS: dict[str, tuple[str, Callable]] = {
-    "collaboration": ("COLLABORATION", lambda conn, ctx, ids: len(ids) == 1 and (
-        (c := collaboration_store.get(conn, ctx.region, ids[0])) is not None
-        and c["creator_account_id"] == ctx.account_id)),
-    "membership": ("MEMBERSHIP", lambda conn, ctx, ids: len(ids) == 1 and
-                   membership_store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None),
-}
+# ARN resource type -> (ResourceNotFoundException resourceType, exists(conn, ctx, ids)): filled by services.wiring
+# from the families that own each kind of resource.
+RESOLVERS: dict[str, tuple[str, Callable]] = {}
 
 
 @operation("TagResource")
