@@ -11,8 +11,11 @@ from opencleanrooms.auth.credentials import CredentialCache
 from opencleanrooms.catalog import S3Settings
 from opencleanrooms.config import ENV_SETTINGS, Settings
 from opencleanrooms.http.asgi import AsgiApp
+from opencleanrooms.engines import Limits
 from opencleanrooms.pipeline import Pipeline
+from opencleanrooms.policy import warm_up
 from opencleanrooms.protocol.model import load_service_model
+from opencleanrooms.runner import QueryRunner, RunnerSettings
 from opencleanrooms.services import registry, summaries
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import PageTokens
@@ -41,9 +44,11 @@ def build_app(settings: Settings) -> AsgiApp:
     tokens = PageTokens(token_key)
     quotas = Quotas.with_overrides(settings.quotas)
     s3 = S3Settings.from_server_settings(settings)
+    runner = QueryRunner(db, s3, runner_settings(settings))
 
     def make_context(**fields) -> RequestContext:
-        return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, s3=s3, **fields)
+        return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, s3=s3,
+                              wake_runner=runner.wake, **fields)
 
     pipeline = Pipeline(
         service_model=load_service_model(),
@@ -55,7 +60,20 @@ def build_app(settings: Settings) -> AsgiApp:
         throttle=Throttle.from_settings(settings.throttle_profile, settings.throttle),
         faults=FaultInjector(settings.faults, settings.fault_seed),
     )
-    return AsgiApp(pipeline, max_body_bytes=settings.max_body_bytes, on_shutdown=db.dispose)
+    warm_up()  # the first query is checked as fast as the next
+
+    def shutdown() -> None:
+        runner.stop()
+        db.dispose()
+
+    return AsgiApp(pipeline, max_body_bytes=settings.max_body_bytes, on_startup=runner.start, on_shutdown=shutdown)
+
+
+def runner_settings(settings: Settings) -> RunnerSettings:
+    return RunnerSettings(
+        engine=settings.engine, workers=settings.query_workers, results_dir=settings.resolved_results_dir,
+        limits=Limits(timeout_seconds=settings.query_timeout_seconds, memory_limit_mb=settings.query_memory_mb),
+        lease_seconds=settings.query_lease_seconds)
 
 
 @functools.cache

@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                        "WHEN is calls:1,2 | every:N | rate:P")
     serve.add_argument("--fault-seed", type=int, help="seed for rate-based faults (default 0)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--query-workers", type=int, help="protected queries run at once per server process "
+                       "(default 2)")
+    serve.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
+                       help="a protected query running longer ends TIMED_OUT (default 1800)")
+    serve.add_argument("--query-memory-mb", type=int, help="working memory of one protected query (default 2048)")
+    serve.add_argument("--results-dir", help="where results go when there is no S3 endpoint "
+                       "(default: DATA_DIR/results)")
     serve.set_defaults(func=_serve)
 
     creds = commands.add_parser("credentials", help="manage access keys")
@@ -80,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     from opencleanrooms.catalog.commands import register_cli as register_catalog_cli
 
     register_catalog_cli(commands, storage_flags=_storage_flags, settings_from_args=_settings)
+    from opencleanrooms.query_commands import register_cli as register_query_cli
+
+    register_query_cli(commands, storage_flags=_storage_flags, settings_from_args=_settings)
     return parser
 
 
@@ -93,7 +103,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_toml(args.config) if getattr(args, "config", None) else Settings()
     overrides = {}
     for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
-                 "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed"):
+                 "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed", "query_workers",
+                 "query_timeout_seconds", "query_memory_mb", "results_dir"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -40,6 +40,18 @@ class Settings:
     # cache_dir. Prefer the OPENCLEANROOMS_S3_SECRET_ACCESS_KEY environment variable for the secret.
     s3: dict[str, str] = field(default_factory=dict)
     log_level: str = "info"
+    # Protected queries: the engine, how many run at once in each server process, their limits, and where results
+    # go when there is no S3 endpoint (default: <data_dir>/results).
+    engine: str = "duckdb"
+    query_workers: int = 2
+    query_timeout_seconds: float = 1800.0
+    query_memory_mb: int = 2048
+    query_lease_seconds: float = 30.0
+    results_dir: str | None = None
+
+    @property
+    def resolved_results_dir(self) -> str:
+        return self.results_dir or os.path.join(self.data_dir, "results")
 
     @property
     def resolved_database_url(self) -> str:

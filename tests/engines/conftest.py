@@ -19,7 +19,8 @@ def write_table(tmp_path, select: str, fmt: str = "parquet", *, header: bool = T
     """Write the rows of `select` as one Parquet or CSV file; its path."""
     name = name or uuid.uuid4().hex[:8]
     path = tmp_path / f"{name}.{fmt}"
-    options = "FORMAT parquet" if fmt == "parquet" else f"FORMAT csv, HEADER {str(header).lower()}, DELIMITER '{delimiter}'"
+    options = ("FORMAT parquet" if fmt == "parquet"
+               else f"FORMAT csv, HEADER {str(header).lower()}, DELIMITER '{delimiter}'")
     with duckdb.connect() as con:
         con.execute(f"COPY ({select}) TO '{path}' ({options})")
     return str(path)

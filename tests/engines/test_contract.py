@@ -250,3 +250,35 @@ def test_limits_and_table_scan_validation(tmp_path):
             TableScan(name, scan, ("a",))
     with pytest.raises(ValueError):
         TableScan("t0", scan, ("A",))
+
+
+def test_files_that_disagree_on_a_type_are_invalid_resource(engine, tmp_path):
+    (tmp_path / "parts").mkdir()
+    write_table(tmp_path / "parts", "SELECT range AS id FROM range(3)", name="part-0")
+    write_table(tmp_path / "parts", "SELECT 'secret-text-' || range AS id FROM range(3)", name="part-1")
+    scan = table_scan("t0", str(tmp_path / "parts"))
+    with pytest.raises(EngineError) as info:
+        run(engine, "SELECT sum(id) FROM t0", [scan])
+    assert info.value.code == INVALID_RESOURCE
+    assert "secret-text-" not in info.value.message and str(tmp_path) not in info.value.message
+
+
+def test_files_removed_after_the_scan_was_prepared_are_invalid_resource(engine, tmp_path):
+    import os
+
+    path = write_table(tmp_path, "SELECT range AS id FROM range(3)")
+    scan = table_scan("t0", path)
+    os.unlink(path)
+    with pytest.raises(EngineError) as info:
+        run(engine, "SELECT * FROM t0", [scan])
+    assert info.value.code == INVALID_RESOURCE and str(tmp_path) not in info.value.message
+
+
+def test_several_files_make_one_relation(engine, tmp_path):
+    (tmp_path / "parts").mkdir()
+    for i in range(3):
+        write_table(tmp_path / "parts", f"SELECT range + {i * 10} AS id, 'x' AS hidden FROM range(10)",
+                    name=f"part-{i}")
+    result = run(engine, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM t0",
+                 [table_scan("t0", str(tmp_path / "parts"), ["id"])])
+    assert result.to_pylist() == [{"n": 30, "d": 30}]

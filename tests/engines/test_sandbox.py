@@ -13,6 +13,8 @@ import pytest
 
 from opencleanrooms.engines import MALFORMED_QUERY, EngineError, Limits
 from opencleanrooms.engines.duckdb import DuckDBEngine
+
+NOT_ALLOWED = "The query uses an operation that is not allowed (file, network or configuration access)"
 from tests.engines.conftest import run, table_scan, write_table
 
 
@@ -56,9 +58,12 @@ def test_file_and_network_access_fail_after_the_lock(ungated, tables, tmp_path):
         f"ATTACH '{tmp_path / 'other.db'}' AS other",
         "INSTALL httpfs",
         "LOAD httpfs",
+        "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')",
+        "SELECT * FROM read_json('/etc/hostname')",
+        f"IMPORT DATABASE '{tmp_path}'",
         f"LOAD '{tmp_path / 'evil.duckdb_extension'}'",
     ]:
-        refused(ungated, sql, scans)
+        assert refused(ungated, sql, scans).message == NOT_ALLOWED, sql
     assert not out.exists() and not (tmp_path / "other.db").exists() and not (tmp_path / "export").exists()
 
 
@@ -67,8 +72,10 @@ def test_configuration_is_locked(ungated, tables):
     for sql in ["SET enable_external_access = true", "SET lock_configuration = false", "RESET lock_configuration",
                 "SET threads = 8", "SET memory_limit = '64GB'", "PRAGMA threads = 8",
                 "SET python_enable_replacements = true", "SET temp_directory = '/tmp'",
-                "SET allowed_paths = ['/etc']"]:
-        refused(ungated, sql, scans)
+                "SET allowed_paths = ['/etc']", "SET profiling_output = '/tmp/profile.json'",
+                "PRAGMA enable_profiling", "CALL enable_logging(storage = 'file', storage_path = '/tmp/logs')"]:
+        error = refused(ungated, sql, scans)
+        assert error.message == NOT_ALLOWED, sql
 
 
 def test_python_variables_are_not_scannable(ungated, tables):

@@ -169,29 +169,77 @@ def _list(client, bucket: str, prefix: str, display: str) -> list[S3Object]:
     return sorted(objects, key=lambda o: o.key)
 
 
-def _call(method, display: str, **kwargs):
+# What went wrong in an S3 call, whatever the caller does about it (the catalog: TableUnreadable; results:
+# opencleanrooms.objstore.ObjectStoreError).
+NO_SUCH_BUCKET = "no_such_bucket"
+ACCESS_DENIED = "access_denied"
+CHANGED = "changed"  # an If-Match precondition failed
+NO_SUCH_KEY = "no_such_key"
+UNREACHABLE = "unreachable"
+NO_CREDENTIALS = "no_credentials"
+TRANSIENT = "transient"  # throttling, timeouts, 5xx
+OTHER = "other"
+
+_DENIED_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled")
+_TRANSIENT_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                    "InternalError", "ServiceUnavailable", "503", "500")
+
+
+def classify_error(exc: BaseException) -> tuple[str, str] | None:
+    """(kind, code) for a failed botocore S3 call, or None when `exc` is not an S3 client failure. `code` is S3's
+    error code (or the exception's class name) and is safe to show: never a credential or an endpoint."""
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.get("Code", "")) or str(status)
+        if code == "NoSuchBucket":
+            return NO_SUCH_BUCKET, code
+        if code in _DENIED_CODES:
+            return ACCESS_DENIED, code
+        if code in ("PreconditionFailed", "412"):
+            return CHANGED, code
+        if code in ("NoSuchKey", "404"):
+            return NO_SUCH_KEY, code
+        if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return TRANSIENT, code
+        return OTHER, code
+    if isinstance(exc, (EndpointConnectionError, ConnectionError)):
+        return UNREACHABLE, type(exc).__name__
+    if isinstance(exc, NoCredentialsError):
+        return NO_CREDENTIALS, type(exc).__name__
+    if isinstance(exc, BotoCoreError):
+        return TRANSIENT, type(exc).__name__
+    return None
+
+
+def _call(method, display: str, **kwargs):
     try:
         return method(**kwargs)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "")) or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        if code == "NoSuchBucket":
-            raise TableUnreadable(f"S3 bucket {kwargs['Bucket']} does not exist (location {display})") from None
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled"):
-            raise TableUnreadable(f"S3 denied access to {display} ({code})") from None
-        if code in ("PreconditionFailed", "412"):
-            raise TableUnreadable(f"An object at {display} changed while it was being read; try again") from None
-        if code in ("NoSuchKey", "404"):
-            raise TableUnreadable(f"An object at {display} disappeared while it was being read") from None
-        raise TableUnreadable(f"S3 error reading {display}: {code}") from None
-    except (EndpointConnectionError, ConnectionError):
-        raise TableUnreadable(f"Could not connect to the S3 endpoint to read {display}") from None
-    except NoCredentialsError:
-        raise TableUnreadable(f"No S3 credentials are configured to read {display}") from None
-    except BotoCoreError as exc:
-        raise TableUnreadable(f"S3 error reading {display}: {type(exc).__name__}") from None
+    except Exception as exc:
+        failure = classify_error(exc)
+        if failure is None:
+            raise
+        kind, code = failure
+    if kind == NO_SUCH_BUCKET:
+        raise TableUnreadable(f"S3 bucket {kwargs['Bucket']} does not exist (location {display})")
+    if kind == ACCESS_DENIED:
+        raise TableUnreadable(f"S3 denied access to {display} ({code})")
+    if kind == CHANGED:
+        raise TableUnreadable(f"An object at {display} changed while it was being read; try again")
+    if kind == NO_SUCH_KEY:
+        raise TableUnreadable(f"An object at {display} disappeared while it was being read")
+    if kind == UNREACHABLE:
+        raise TableUnreadable(f"Could not connect to the S3 endpoint to read {display}")
+    if kind == NO_CREDENTIALS:
+        raise TableUnreadable(f"No S3 credentials are configured to read {display}")
+    raise TableUnreadable(f"S3 error reading {display}: {code}")
+
+
+def client(settings: S3Settings):
+    """The shared botocore S3 client for these settings (path-style, bounded retries; cached per settings)."""
+    return _client(settings)
 
 
 @functools.lru_cache(maxsize=16)

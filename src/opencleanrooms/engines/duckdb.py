@@ -108,17 +108,12 @@ class DuckDBEngine:
         timer.daemon = True
         unregister = cancel.register(lambda: guard.fire("cancel"))
         timer.start()
-        connections = []
         try:
             try:
-                loader = self._connect(limits, work)
-                connections.append(loader)
-                guard.add(loader)
-                sandbox = self._connect(limits, work)
-                connections.append(sandbox)
-                guard.add(sandbox)
+                loader = guard.add(self._connect(limits, work))
+                sandbox = guard.add(self._connect(limits, work))
                 keep = [_expose(sandbox, loader, table, work) for table in tables]
-                loader.close()
+                guard.close(loader)
                 self._lock(sandbox)
                 self._check_statement(sandbox, sql)
                 relation = sandbox.sql(sql)  # None for a statement without a result (only when not select_only)
@@ -134,12 +129,9 @@ class DuckDBEngine:
                     raise guard.error(limits) from None
                 raise _map_error(exc, tables, limits) from None
         finally:
-            guard.stop()
             timer.cancel()
             unregister()
-            for con in connections:
-                with contextlib.suppress(Exception):
-                    con.close()
+            guard.stop()  # and closes the connections
             shutil.rmtree(work, ignore_errors=True)
 
     def _connect(self, limits: Limits, work: str):
@@ -171,7 +163,8 @@ class DuckDBEngine:
 
 
 class _Interrupter:
-    """Fires once (timeout or cancel), then interrupts every registered connection until stopped."""
+    """Fires once (timeout or cancel), then interrupts every open connection every 50 ms until stopped. Owns the
+    connections' closing, so that a connection is never interrupted while (or after) it is closed."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
@@ -179,9 +172,17 @@ class _Interrupter:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
-    def add(self, con) -> None:
+    def add(self, con):
         with self._lock:
             self._connections.append(con)
+        return con
+
+    def close(self, con) -> None:
+        with self._lock:
+            if con in self._connections:
+                self._connections.remove(con)
+            with contextlib.suppress(Exception):
+                con.close()
 
     def fire(self, reason: str) -> None:
         with self._lock:
@@ -193,14 +194,19 @@ class _Interrupter:
     def _run(self) -> None:
         while not self._stopped.is_set():
             with self._lock:
-                connections = list(self._connections)
-            for con in connections:
-                with contextlib.suppress(Exception):
-                    con.interrupt()
+                for con in self._connections:
+                    with contextlib.suppress(Exception):
+                        con.interrupt()
             self._stopped.wait(_INTERRUPT_EVERY)
 
     def stop(self) -> None:
+        """Stop interrupting and close every connection still open."""
         self._stopped.set()
+        with self._lock:
+            connections, self._connections = self._connections, []
+            for con in connections:
+                with contextlib.suppress(Exception):
+                    con.close()
 
     def error(self, limits: Limits) -> EngineError:
         if self.reason == "timeout":
@@ -283,11 +289,11 @@ def _glue_compatible(duck_type) -> str:
     return _WIDENED.get(str(duck_type.id).lower(), str(duck_type))
 
 
+_NOT_ALLOWED = "The query uses an operation that is not allowed (file, network or configuration access)"
 _FIXED_MESSAGES = (  # (exception class name, code, message): checked in order, so subclasses first
     ("InterruptException", INTERNAL_ERROR, "The query was interrupted"),
     ("OutOfMemoryException", INSUFFICIENT_COMPUTE, "The query needed more memory than its limit of {mb} MB"),
-    ("PermissionException", MALFORMED_QUERY,
-     "The query uses an operation that is not allowed (file, network or configuration access)"),
+    ("PermissionException", MALFORMED_QUERY, _NOT_ALLOWED),
     ("HTTPException", MALFORMED_QUERY, "The query uses an operation that is not allowed (network access)"),
     ("ConversionException", MALFORMED_QUERY, "A value could not be converted to the type the query requires"),
     ("OutOfRangeException", MALFORMED_QUERY,
@@ -310,6 +316,8 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan], limits: Limits) 
         names = {cls.__name__ for cls in type(exc).__mro__}
         if "IOException" in names and "HTTPException" not in names:
             return EngineError("A table's data could not be read while the query ran", INVALID_RESOURCE)
+        if "configuration has been locked" in str(exc):
+            return EngineError(_NOT_ALLOWED, MALFORMED_QUERY)
         for cls_name, code, message in _FIXED_MESSAGES:
             if cls_name in names:
                 if _looks_like_data_read(exc):
@@ -336,9 +344,10 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan], limits: Limits) 
 
 
 def _looks_like_data_read(exc: BaseException) -> bool:
-    """Arrow scan failures (a file changed or broke under a running query) surface as DuckDB input errors."""
+    """Arrow scan failures (files that disagree on a type, a file changed or broken under a running query) surface
+    as DuckDB input errors: "reading the Arrow source failed: ..."."""
     text = str(exc).lower()
-    return "arrow" in text and ("scan" in text or "parquet" in text or "ioerror" in text or "file" in text)
+    return any(phrase in text for phrase in ("arrow source", "arrow scan", "arrow stream", "arrowinvalid"))
 
 
 def _first_line(text: str, tables: Sequence[TableScan]) -> str:

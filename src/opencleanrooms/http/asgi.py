@@ -3,15 +3,23 @@ the pipeline, and writes the response. No framework: routing must see the still-
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.pipeline import Pipeline
 
 
 class AsgiApp:
-    def __init__(self, pipeline: Pipeline, *, max_body_bytes: int, on_shutdown=None) -> None:
+    def __init__(self, pipeline: Pipeline, *, max_body_bytes: int, on_startup=None, on_shutdown=None,
+                 threads: int = 8) -> None:
         self._pipeline = pipeline
         self._max_body = max_body_bytes
+        self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        # Requests are handled on these threads, never on the event loop: a call that reads a table's files or
+        # checks a query must not hold up the others.
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="request")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -31,8 +39,8 @@ class AsgiApp:
                 f"Request body exceeds the limit of {self._max_body} bytes.", status=413))
         else:
             raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-            response = self._pipeline.handle(
-                scope["method"], raw_path.decode("latin-1").split("?", 1)[0],
+            response = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._pipeline.handle, scope["method"], raw_path.decode("latin-1").split("?", 1)[0],
                 scope.get("query_string", b"").decode("latin-1"), headers, body,
             )
         await send({
@@ -66,9 +74,12 @@ class AsgiApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self._on_startup:
+                    self._on_startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown:
-                    self._on_shutdown()
+                    await asyncio.get_running_loop().run_in_executor(None, self._on_shutdown)
+                self._executor.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,3 +24,4 @@ class RequestContext:
     tokens: PageTokens
     quotas: Quotas
     s3: S3Settings | None = None  # how the catalog reaches tables at s3:// locations (the server's [s3] settings)
+    wake_runner: Callable[[], None] | None = None  # tells this process's query runner that work is waiting

@@ -14,6 +14,9 @@ DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
     "configured_tables": ("Configured tables per account", 250),
     "allowed_columns": ("Columns per configured table allowlist", 100),
     "analysis_templates": ("Analysis templates per membership", 25),
+    # AWS: 5 in us-east-1 and 2 in other Regions (adjustable); one value here, for every Region served.
+    "concurrent_queries": ("Concurrent SQL protected queries per account", 5),
+    "concurrent_queries_per_membership": ("Concurrent SQL protected queries per membership", 5),
 }
 
 

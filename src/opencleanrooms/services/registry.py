@@ -38,6 +38,7 @@ def load_all() -> dict[str, Handler]:
         collaborations,
         configured_tables,
         memberships,
+        protected_queries,
         schemas,
         table_associations,
         tags,

@@ -36,7 +36,7 @@ QUERY_ABILITIES = frozenset({"CAN_QUERY", "CAN_RUN_JOB"})
 
 
 @dataclass(frozen=True)
-class _Collaboration:
+class CollaborationFacts:
     """What a schema's status depends on beyond its own rows."""
 
     collaboration: dict
@@ -45,7 +45,7 @@ class _Collaboration:
     has_privacy_policy: bool
 
     @classmethod
-    def read(cls, conn: sa.Connection, collaboration) -> _Collaboration:
+    def read(cls, conn: sa.Connection, collaboration) -> CollaborationFacts:
         members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
         return cls(collaboration, members, frozenset(m["membership_id"] for m in members.values()
                                                      if m["membership_id"]),
@@ -60,8 +60,8 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
         row = store.schema_by_name(conn, collaboration_id, name.lower())
         if row is None:
             raise _schema_not_found(name, collaboration_id)
-        facts = _Collaboration.read(conn, collaboration)
-        source = _catalog_source(conn, row)
+        facts = CollaborationFacts.read(conn, collaboration)
+        source = catalog_source(conn, row)
     return {"schema": schema_view(ctx, facts, row, source)}
 
 
@@ -85,8 +85,8 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         found = store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names])
-        facts = _Collaboration.read(conn, collaboration)
-        sources = {key: _catalog_source(conn, row) for key, row in found.items()}
+        facts = CollaborationFacts.read(conn, collaboration)
+        sources = {key: catalog_source(conn, row) for key, row in found.items()}
     schemas, failures = [], []
     for name in names:
         row = found.get(name.lower())
@@ -153,10 +153,10 @@ def schema_summary(row) -> dict:
     return summary
 
 
-def schema_view(ctx: RequestContext, facts: _Collaboration, row, source) -> dict:
+def schema_view(ctx: RequestContext, facts: CollaborationFacts, row, source) -> dict:
     """The Schema output shape."""
     doc = row["table_doc"]
-    types = _column_types(ctx, doc["tableReference"], source)
+    types = column_types(ctx, doc["tableReference"], source)
     view = {
         "columns": [{"name": column, "type": types.get(column, UNKNOWN_TYPE)} for column in doc["allowedColumns"]],
         "partitionKeys": [],
@@ -217,7 +217,7 @@ def consolidated(table_body: dict, collaboration_body: dict | None) -> dict:
 # ------------------------------------------------------------------------------------------------ status
 
 
-def status_details(row, facts: _Collaboration) -> list[dict]:
+def status_details(row, facts: CollaborationFacts) -> list[dict]:
     """SchemaStatusDetail entries: DIRECT_ANALYSIS always; ADDITIONAL_ANALYSIS when either rule allows additional
     analyses. Each is READY when it has no reason to be NOT_READY."""
     rule_type = row["table_rule_type"]
@@ -268,7 +268,7 @@ def status_details(row, facts: _Collaboration) -> list[dict]:
     return details
 
 
-def _table_reasons(row, rule_type: str, body: dict, private: bool, facts: _Collaboration) -> list[dict]:
+def _table_reasons(row, rule_type: str, body: dict, private: bool, facts: CollaborationFacts) -> list[dict]:
     """Reasons that come from the configured table's rule in this collaboration (they hold for every analysis)."""
     reasons = []
     engine = facts.collaboration["doc"].get("analyticsEngine")
@@ -327,7 +327,7 @@ def _reason(code: str, message: str) -> dict:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _catalog_source(conn: sa.Connection, row):
+def catalog_source(conn: sa.Connection, row):
     """The catalog entry of a Glue-backed schema's table, in its owner's catalog (None otherwise)."""
     reference = row["table_doc"]["tableReference"]
     if reference_kind(reference) != "glue":
@@ -337,7 +337,7 @@ def _catalog_source(conn: sa.Connection, row):
                            glue["databaseName"], glue["tableName"])
 
 
-def _column_types(ctx: RequestContext, reference: dict, source) -> dict[str, str]:
+def column_types(ctx: RequestContext, reference: dict, source) -> dict[str, str]:
     """Column name -> type: read from the data for Glue tables, from tableSchema for Snowflake; nothing for Athena
     or data that cannot be read now."""
     kind = reference_kind(reference)

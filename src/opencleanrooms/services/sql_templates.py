@@ -8,7 +8,6 @@ fault; what each check rests on is listed in docs/behaviour.md under "Analysis t
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.tokens import TokenType
 
 from opencleanrooms.errors import ServiceError
+from opencleanrooms.policy.parameters import PARAMETER_TYPES, value_problem
 from opencleanrooms.services import errors
 
 # sqlglot warns when it falls back to parsing a statement it does not know as a command; for a server that is
@@ -42,27 +42,6 @@ _STATEMENTS = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Dr
                exp.Commit, exp.Rollback)
 _MAX_MESSAGE = 300
 
-# ParameterType -> family. Spark's names and Clean Rooms SQL's (Redshift-style) names share a family when they
-# mean the same kind of value.
-_INTEGER_RANGES = {
-    "TINYINT": 8, "BYTE": 8, "SMALLINT": 16, "SHORT": 16, "INTEGER": 32, "INT": 32, "BIGINT": 64, "LONG": 64,
-}
-_EXACT_NUMERIC = frozenset({"DECIMAL", "NUMERIC"})
-_FLOATS = {"REAL": 3.4028234663852886e38, "FLOAT": 3.4028234663852886e38,
-           "DOUBLE": 1.7976931348623157e308, "DOUBLE_PRECISION": 1.7976931348623157e308}
-_STRINGS = frozenset({"CHAR", "CHARACTER", "VARCHAR", "STRING"})
-_BINARIES = frozenset({"VARBYTE", "BINARY"})
-_TIMESTAMPS_WITHOUT_ZONE = frozenset({"TIMESTAMP_NTZ"})
-_TIMESTAMPS = frozenset({"TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP_LTZ", "TIMESTAMP_NTZ"})
-_TIMES = frozenset({"TIME", "TIMETZ"})
-_MAX_DECIMAL_DIGITS = 38  # Spark's (and Redshift's) largest decimal precision
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
-_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_TIMESTAMP = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[ T]([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?))?"
-                        r"(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
-_TIME = re.compile(r"([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
 _SQLGLOT_CLASS = re.compile(r"<class 'sqlglot\.[\w.]*?(\w+)'>")
 _SENTINEL_TOKEN = re.compile(r"<Token token_type: TokenType\.SENTINEL[^>]*>")
 _TOKEN = re.compile(r"<Token token_type: [\w.]+, text: (.*?), line: \d+, col: \d+, start: \d+, end: \d+, "
@@ -170,48 +149,11 @@ def check_parameter_declarations(parameters: list[dict]) -> None:
 
 
 def default_value_problem(parameter_type: str, value: str) -> str | None:
-    """Why `value` cannot be a value of `parameter_type`, or None when it can."""
-    if value == "":
-        return "empty values are not supported"
-    if parameter_type in _INTEGER_RANGES:
-        if not _INTEGER.fullmatch(value):
-            return f"{_quote(value)} is not a whole number"
-        bits = _INTEGER_RANGES[parameter_type]
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        return None if low <= int(value) <= high else f"{_quote(value)} is outside {low}..{high}"
-    if parameter_type in _EXACT_NUMERIC:
-        if not _DECIMAL.fullmatch(value):
-            return f"{_quote(value)} is not a decimal number"
-        digits = len(value.lstrip("+-").replace(".", "").lstrip("0"))
-        return (None if digits <= _MAX_DECIMAL_DIGITS
-                else f"{_quote(value)} has more than {_MAX_DECIMAL_DIGITS} digits")
-    if parameter_type in _FLOATS:
-        if not _FLOAT.fullmatch(value):
-            return f"{_quote(value)} is not a number"
-        return None if abs(float(value)) <= _FLOATS[parameter_type] else f"{_quote(value)} is out of range"
-    if parameter_type == "BOOLEAN":
-        return None if value.lower() in ("true", "false") else f"{_quote(value)} is not true or false"
-    if parameter_type == "DATE":
-        if not _DATE.fullmatch(value):
-            return f"{_quote(value)} is not a date (YYYY-MM-DD)"
-        return _date_problem(value)
-    if parameter_type in _TIMESTAMPS:
-        match = _TIMESTAMP.fullmatch(value)
-        if not match:
-            return f"{_quote(value)} is not a timestamp (YYYY-MM-DD HH:MM:SS[.fff][zone])"
-        if match[3] and parameter_type in _TIMESTAMPS_WITHOUT_ZONE:
-            return f"{_quote(value)} has a time zone, which {parameter_type} values do not"
-        return _date_problem(match[1]) or (_time_problem(match[2]) if match[2] else None) or _zone_problem(match[3])
-    if parameter_type in _TIMES:
-        match = _TIME.fullmatch(value)
-        if not match:
-            return f"{_quote(value)} is not a time (HH:MM:SS[.fff])"
-        if match[2] and parameter_type == "TIME":
-            return f"{_quote(value)} has a time zone, which TIME values do not"
-        return _time_problem(match[1]) or _zone_problem(match[2])
-    if parameter_type in _STRINGS or parameter_type in _BINARIES:  # any text converts to bytes
-        return None
-    return None  # the model's enum admits no other type
+    """Why `value` cannot be a value of `parameter_type`, or None when it can (policy/parameters.py has the checks,
+    shared with the values passed to StartProtectedQuery)."""
+    if parameter_type not in PARAMETER_TYPES:
+        return None  # the model's enum admits no other type; the protocol layer refuses one before this
+    return value_problem(parameter_type, value)
 
 
 def differential_privacy_problems(query: Query) -> list[str]:
@@ -336,32 +278,6 @@ def _statement_kind(node: exp.Expression) -> str | None:
     else:
         return None
     return word
-
-
-def _date_problem(value: str) -> str | None:
-    try:
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        return f"{_quote(value)} is not a calendar date"
-    return None
-
-
-def _time_problem(value: str) -> str | None:
-    hours, minutes, *rest = value.split(":")
-    seconds = float(rest[0]) if rest else 0.0
-    if int(hours) > 23 or int(minutes) > 59 or seconds >= 60:
-        return f"{_quote(value)} is not a time of day"
-    return None
-
-
-def _zone_problem(zone: str | None) -> str | None:
-    if not zone or zone == "Z":
-        return None
-    digits = zone[1:].replace(":", "")
-    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-    if hours > 18 or minutes > 59:
-        return f"{_quote(zone)} is not a time zone offset"
-    return None
 
 
 def _quote(value: str) -> str:

@@ -76,6 +76,14 @@ def _create_data_plane_tables(conn: sa.Connection) -> None:
             table.create(conn, checkfirst=True)
 
 
+def _create_protected_query_tables(conn: sa.Connection) -> None:
+    """Protected queries, who sees them, and the query log."""
+    from opencleanrooms.storage import protected_queries
+
+    for table in protected_queries.TABLES:
+        table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -84,6 +92,7 @@ MIGRATIONS = [
     _create_catalog_tables,  # 2: the data catalog behind configured tables' Glue references
     _add_summary_columns,  # 3: pre-encoded list summaries
     _create_data_plane_tables,  # 4: what members contribute under rules
+    _create_protected_query_tables,  # 5: protected queries
 ]
 
 

@@ -200,6 +200,11 @@ def schema_by_name(conn: sa.Connection, collaboration_id: str, name: str):
     ).mappings().first()
 
 
+def schemas_of(conn: sa.Connection, collaboration_id: str) -> list:
+    """Every relation of the collaboration (what a protected query may name)."""
+    return conn.execute(_SCHEMA.where(A.c.collaboration_id == collaboration_id)).mappings().all()
+
+
 def schemas_by_names(conn: sa.Connection, collaboration_id: str, names: list[str]) -> dict:
     """name -> relation, for those of the (lower-case) names that exist."""
     rows = conn.execute(

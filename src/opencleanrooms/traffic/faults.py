@@ -8,6 +8,7 @@ configured.
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass, field
 
 ERRORS = ("InternalServerException", "ThrottlingException", "crash")  # crash: an unexpected exception
@@ -51,6 +52,7 @@ def parse_rule(text: str) -> dict:
 
 class FaultInjector:
     def __init__(self, rules: list[dict], seed: int = 0) -> None:
+        self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         for index, rule in enumerate(rules):
             unknown = set(rule) - {"operation", "error", "calls", "every", "rate"}
@@ -70,7 +72,8 @@ class FaultInjector:
     def fault_for(self, operation: str) -> str | None:
         """The error to inject for this call of the operation, if a rule fires."""
         fault = None
-        for rule in self._rules:
-            if rule.operation in (operation, "*") and rule.fires() and fault is None:
-                fault = rule.error
+        with self._lock:  # requests are handled on several threads; rules count calls
+            for rule in self._rules:
+                if rule.operation in (operation, "*") and rule.fires() and fault is None:
+                    fault = rule.error
         return fault

@@ -7,6 +7,7 @@ workers x rate in total (docs/behaviour.md says so).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ class Throttle:
         self._rules = dict(rules)
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._clock = clock
+        self._lock = threading.Lock()  # requests are handled on several threads
 
     @classmethod
     def from_settings(cls, profile: str, rules: list[str]) -> Throttle:
@@ -58,6 +60,10 @@ class Throttle:
         if rule is None:
             return True
         rate, burst = rule
+        with self._lock:
+            return self._take(account_id, operation, rate, burst)
+
+    def _take(self, account_id: str, operation: str, rate: float, burst: float) -> bool:
         now = self._clock()
         key = (account_id, operation)
         bucket = self._buckets.get(key)

@@ -1,0 +1,73 @@
+"""The policy layer's public value types.
+
+They are plain frozen dataclasses so the service, the runner and the engines can build and pass them without
+importing anything else of the policy layer (and so a plan can be cached or sent to a worker as is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_MAX_MESSAGE = 500
+# ProtectedQueryError codes the policy layer can produce.
+CODES = frozenset({"MALFORMED_QUERY", "RESOURCE_NOT_FOUND", "INVALID_RESOURCE", "RESOURCE_ACCESS_DENIED"})
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A configured table association as a query sees it: its name, owner, allowed columns and analysis rule."""
+
+    name: str
+    owner_account_id: str
+    columns: tuple[tuple[str, str], ...]
+    rule_type: str | None
+    rule: Mapping | None
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """One protected query to plan: the SQL, who runs it, and every table associated with the collaboration."""
+
+    sql: str
+    runner_account_id: str
+    tables: Mapping[str, TableInfo]
+    template_arn: str | None = None
+    template_author_account_id: str | None = None
+    parameters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    max_tables: int = 15
+
+
+class QueryRejected(Exception):
+    """The query may not run. `code` is a ProtectedQueryError code; `message` is safe to show the member."""
+
+    def __init__(self, code: str, message: str):
+        if code not in CODES:
+            raise ValueError(f"unknown ProtectedQueryError code {code!r}")
+        if len(message) > _MAX_MESSAGE:
+            message = message[: _MAX_MESSAGE - 3] + "..."
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"QueryRejected({self.code!r}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An executable, already-enforced query. The engine registers each table's rows under `scan_names[name]` and
+    runs `sql(dialect)`; the result has exactly `output_columns`."""
+
+    rule_type: str
+    tables: tuple[str, ...]
+    scan_names: Mapping[str, str]
+    output_columns: tuple[str, ...]
+    tree: Any = field(default=None, repr=False, compare=False)  # the rewritten sqlglot tree (Spark semantics)
+
+    def sql(self, dialect: str) -> str:
+        """The final query in `dialect` ('duckdb' or 'spark')."""
+        from opencleanrooms.policy import transpile  # local: keeps this module free of sqlglot
+
+        return transpile.render(self.tree, dialect)

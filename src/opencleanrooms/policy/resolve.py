@@ -1,0 +1,122 @@
+"""Resolve the query's relations to the collaboration's tables and every column to its table.
+
+Relations are looked up by configured table association name (Spark compares names case-insensitively); a name
+that is neither a CTE in scope nor an associated table is RESOURCE_NOT_FOUND, so no other data (another
+collaboration's table, a catalog table, a file) is ever named in the plan. Columns are resolved by sqlglot's
+qualifier against a schema holding only each table's allowed columns: a column that is not allowed does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
+
+from opencleanrooms.policy.model import QueryRequest, TableInfo
+from opencleanrooms.policy.parse import DIALECT, fragment, reject
+
+RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
+
+
+@dataclass
+class Relations:
+    """The associated tables a query reads, in a deterministic order, and their single rule type."""
+
+    names: tuple[str, ...]
+    tables: dict[str, TableInfo]
+    rule_type: str
+
+
+def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
+    """Find the base relations (CTE references excluded), check they exist and share one rule type."""
+    lookup = {name.lower(): info for name, info in request.tables.items()}
+    found: dict[str, TableInfo] = {}
+    try:
+        scopes = list(traverse_scope(tree))
+    except (OptimizeError, SqlglotError) as error:
+        reject(f"The query's structure cannot be analysed: {error}")
+    except RecursionError:
+        reject("The query is nested too deeply to be analysed.")
+    for scope in scopes:
+        for source in scope.sources.values():
+            if not isinstance(source, exp.Table):
+                continue
+            name = source.name.lower()
+            if name not in lookup:
+                reject(f"Table `{source.name}` is not a table associated with this collaboration.",
+                       "RESOURCE_NOT_FOUND")
+            found[name] = lookup[name]
+    if not found:
+        reject("A protected query must read at least one table associated with the collaboration.")
+    if len(found) > request.max_tables:
+        reject(f"The query reads {len(found)} configured tables; at most {request.max_tables} are allowed per "
+               f"protected query.")
+    for name, info in sorted(found.items()):
+        if info.rule_type is None:
+            reject(f"Table `{name}` has no analysis rule, so it cannot be queried.", "INVALID_RESOURCE")
+        if info.rule_type not in RULE_TYPES:
+            reject(f"Table `{name}` has an analysis rule of type {info.rule_type}, which protected queries do not "
+                   f"support.", "INVALID_RESOURCE")
+    kinds = {info.rule_type for info in found.values()}
+    if len(kinds) > 1:
+        listing = ", ".join(f"`{n}` ({found[n].rule_type})" for n in sorted(found))
+        reject(f"All tables of a query must have the same analysis rule type; this query reads {listing}.",
+               "INVALID_RESOURCE")
+    names = tuple(sorted(found))
+    return Relations(names, found, kinds.pop())
+
+
+def schema_of(tables: dict[str, TableInfo]) -> dict[str, dict[str, str]]:
+    return {name: {column: (kind or "string") for column, kind in info.columns} for name, info in tables.items()}
+
+
+def qualify_tree(tree: exp.Expression, tables: dict[str, TableInfo]) -> exp.Expression:
+    """Qualify every column with its source's alias (every table gets one), expand `*`, resolve GROUP BY ordinals
+    and aliases; refuse unknown or ambiguous columns."""
+    for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Identifier):  # Spark: relation names are case-insensitive, even quoted
+            table.set("this", exp.to_identifier(table.name.lower(), quoted=True))
+    try:
+        return qualify(tree, schema=schema_of(tables), dialect=DIALECT, validate_qualify_columns=True,
+                       quote_identifiers=True, identify=True)
+    except OptimizeError as error:
+        reject(f"{_column_message(str(error))} A query may use only the allowed columns of the tables it reads.")
+    except SqlglotError as error:
+        reject(f"The query cannot be analysed: {str(error)[:200]}")
+    except RecursionError:
+        reject("The query is nested too deeply to be analysed.")
+    raise AssertionError("unreachable")
+
+
+def source_tables(scope) -> dict[str, str]:
+    """alias -> table name for the base tables selected in one scope."""
+    return {alias: node.name for alias, (node, source) in scope.selected_sources.items()
+            if isinstance(source, exp.Table)}
+
+
+def _column_message(text: str) -> str:
+    text = text.replace('"', "`").replace("'", "")
+    if "could not be resolved" in text or "Unknown column" in text or "Ambiguous" in text:
+        return text.split("\n")[0][:250].rstrip(".") + "."
+    return f"The query cannot be resolved: {text[:250]}"
+
+
+def columns_of(node: exp.Expression) -> list[exp.Column]:
+    """The column references in an expression, not descending into subqueries."""
+    found = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.Column):
+            found.append(current)
+            continue
+        if current is not node and isinstance(current, (exp.Subquery, exp.Select, exp.SetOperation)):
+            continue
+        stack.extend(current.iter_expressions())
+    return found
+
+
+__all__ = ["Relations", "relations", "qualify_tree", "columns_of", "source_tables", "fragment", "schema_of"]

@@ -1,0 +1,384 @@
+"""Protected queries: StartProtectedQuery, GetProtectedQuery, ListProtectedQueries, UpdateProtectedQuery.
+
+Start checks the request as AWS does (an ACTIVE member with CAN_QUERY, the SQL or an analysis template of the
+collaboration with typed parameters, who receives the results and where, who pays), then hands the SQL and the
+collaboration's tables to the policy layer, which proves the query obeys every referenced table's analysis rule
+before anything runs. A query the rules refuse is recorded FAILED with the policy's error code and message, and
+nothing runs; an accepted one is stored SUBMITTED with the engine's SQL, and a runner (off the request path, in
+this or another server process) runs it. What each choice rests on is in docs/behaviour.md under "Protected
+queries".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import sqlalchemy as sa
+
+from opencleanrooms import catalog, policy
+from opencleanrooms.policy.parameters import value_problem
+from opencleanrooms.services import arns, errors, schemas
+from opencleanrooms.services.access import owned_membership
+from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
+from opencleanrooms.services.configured_tables import reference_kind
+from opencleanrooms.services.context import RequestContext
+from opencleanrooms.services.pagination import list_page
+from opencleanrooms.services.registry import operation
+from opencleanrooms.storage import analysis_templates as template_store
+from opencleanrooms.storage import collaborations as collaboration_store
+from opencleanrooms.storage import memberships as membership_store
+from opencleanrooms.storage import protected_queries as store
+from opencleanrooms.storage import table_associations as association_store
+
+log = logging.getLogger("opencleanrooms.queries")
+
+ENGINES = ("duckdb", "spark")  # the dialects a plan is stored in, one per engine a runner may use
+CLEAN_ROOMS_SQL_MAX_QUERY = 90 * 1024  # AWS: query text up to 90 KB on the Clean Rooms SQL engine
+RECEIVE = "CAN_RECEIVE_RESULTS"
+PRIVATE_FIELDS = frozenset({"receivers", "deliveries"})  # kept in a query's doc, not part of its output shape
+
+
+@operation("StartProtectedQuery")
+def start_protected_query(ctx: RequestContext, params: dict) -> dict:
+    membership_id = params["membershipIdentifier"]
+    with ctx.db.read() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+        collaboration = collaboration_store.get(conn, ctx.region, membership["collaboration_id"])
+        if membership["status"] != "ACTIVE" or collaboration is None:
+            raise errors.access_denied(f"Membership {membership_id} is {membership['status']}; only an ACTIVE "
+                                       "member can start protected queries.")
+        members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
+        memberships = {m["account_id"]: m for m in membership_store.joined_for_collaboration(conn, collaboration["id"])}
+        if "CAN_QUERY" not in members[ctx.account_id]["doc"]["abilities"]:
+            raise errors.access_denied(f"The member {ctx.account_id} does not have the CAN_QUERY ability in "
+                                       f"collaboration {collaboration['id']}.")
+        sql, template, parameters = _query_text(conn, params["sqlParameters"], collaboration)
+        outputs, report, receivers = _outputs(ctx, params, collaboration, members, memberships)
+        payer = _payer(params, members)
+        schema_rows = association_store.schemas_of(conn, collaboration["id"])
+        facts = schemas.CollaborationFacts.read(conn, collaboration)
+        sources = {row["name"]: schemas.catalog_source(conn, row) for row in schema_rows}
+    if len(sql.encode()) > CLEAN_ROOMS_SQL_MAX_QUERY and collaboration["doc"].get("analyticsEngine") != "SPARK":
+        raise errors.validation(f"The query text is {len(sql.encode())} bytes; the Clean Rooms SQL engine accepts "
+                                f"at most {CLEAN_ROOMS_SQL_MAX_QUERY}.", field="sqlParameters.queryString")
+
+    query_id = str(uuid.uuid4())
+    rows = {row["name"]: row for row in schema_rows}
+    doc = _query_doc(params, payer)
+    doc["receivers"] = receivers
+    error, spec = None, None
+    try:
+        plan = policy.plan_query(policy.QueryRequest(
+            sql=sql, runner_account_id=ctx.account_id,
+            tables={name: _table_info(ctx, row, sources[name]) for name, row in rows.items()},
+            template_arn=template["arn"] if template else None,
+            template_author_account_id=template["account_id"] if template else None,
+            parameters=parameters))
+        _check_tables_usable(plan, rows, sources, facts, receivers)
+        spec = _spec(plan, rows, sources, outputs, report, sql)
+    except policy.QueryRejected as exc:
+        error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
+    except catalog.CatalogError as exc:
+        log.warning("query %s: a table cannot be read: %s", query_id, exc)
+        error = {"code": "INVALID_RESOURCE", "message": "A table the query reads cannot be read: its data is "
+                 f"missing or unreadable. The server log has the details under request ID {ctx.request_id}.",
+                 "retry": {"retryable": False}}
+    status = "SUBMITTED" if error is None else "FAILED"
+    if error is not None:
+        doc["error"] = error
+        doc["statistics"] = {"totalDurationInMillis": 0}
+    row = {"id": query_id, "region": ctx.region, "account_id": ctx.account_id,
+           "collaboration_id": collaboration["id"], "membership_id": membership_id, "status": status,
+           "create_time": ctx.now, "update_time": ctx.now, "doc": doc, "spec": spec or {"log_text": sql}}
+    viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
+    logged = _logging_memberships(collaboration, memberships, ctx.account_id,
+                                  [rows[n]["account_id"] for n in (spec or {}).get("table_names", [])])
+    with ctx.db.write() as conn:
+        if status == "SUBMITTED":
+            _check_concurrency(ctx, conn, membership_id)
+        store.insert(conn, row, viewers, logged)
+    if status == "SUBMITTED" and ctx.wake_runner is not None:
+        ctx.wake_runner()
+    return {"protectedQuery": query_view(row, membership)}
+
+
+@operation("GetProtectedQuery")
+def get_protected_query(ctx: RequestContext, params: dict) -> dict:
+    membership_id = params["membershipIdentifier"]
+    with ctx.db.read() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+        row = _visible(conn, membership_id, params["protectedQueryIdentifier"])
+    return {"protectedQuery": query_view(row, membership)}
+
+
+@operation("ListProtectedQueries")
+def list_protected_queries(ctx: RequestContext, params: dict):
+    membership_id, status = params["membershipIdentifier"], params.get("status")
+    with ctx.db.read() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+
+    def fetch(conn, after, limit):
+        return store.page_for_membership(conn, membership_id, status, after, limit)
+
+    return list_page(ctx, params, "protectedQueries", (membership_id, status), fetch,
+                     render=lambda row: _summary(row, membership))
+
+
+@operation("UpdateProtectedQuery")
+def update_protected_query(ctx: RequestContext, params: dict) -> dict:
+    """Cancel: a query not started yet is CANCELLED at once; a running one becomes CANCELLING until its runner
+    stops it; a finished one cannot be cancelled (ConflictException)."""
+    membership_id, query_id = params["membershipIdentifier"], params["protectedQueryIdentifier"]
+    with ctx.db.write() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+        row = _visible(conn, membership_id, query_id)
+        if row["account_id"] != ctx.account_id:
+            raise errors.access_denied(f"Only the member who started protected query {query_id} can cancel it.")
+        if row["status"] in store.FINAL_STATUSES:
+            raise errors.conflict(f"Protected query {query_id} has already finished with status {row['status']}; "
+                                  "it cannot be cancelled.", query_id, "MEMBERSHIP", "INVALID_STATE")
+        if row["status"] == "SUBMITTED":
+            doc = dict(row["doc"], statistics={"totalDurationInMillis": _millis(ctx.now - row["create_time"])})
+            store.transition(conn, query_id, ["SUBMITTED"], "CANCELLED", ctx.now, doc=doc)
+        elif row["status"] == "STARTED":
+            store.transition(conn, query_id, ["STARTED"], "CANCELLING", ctx.now)
+        row = store.get(conn, query_id)
+    if ctx.wake_runner is not None:
+        ctx.wake_runner()
+    return {"protectedQuery": query_view(row, membership)}
+
+
+# ------------------------------------------------------------------------------------------------ views
+
+
+def query_view(row, membership) -> dict:
+    """The ProtectedQuery output shape."""
+    view = {"id": row["id"], "membershipId": row["membership_id"], "membershipArn": _membership_arn(row, membership),
+            "createTime": row["create_time"], "status": row["status"]}
+    view.update({k: v for k, v in row["doc"].items() if k not in PRIVATE_FIELDS})
+    return view
+
+
+def _summary(row, membership) -> dict:
+    doc = row.doc
+    summary = {"id": row.id, "membershipId": row.membership_id,
+               "membershipArn": _membership_arn(row._mapping, membership), "createTime": row.create_time,
+               "status": row.status, "receiverConfigurations": [{
+                   "analysisType": "DIRECT_ANALYSIS",
+                   "configurationDetails": {"directAnalysisConfigurationDetails": {
+                       "receiverAccountIds": doc.get("receivers") or []}}}]}
+    if "queryComputePayerAccountId" in doc:
+        summary["queryComputePayerAccountId"] = doc["queryComputePayerAccountId"]
+    return summary
+
+
+def _membership_arn(row, membership) -> str:
+    if row["membership_id"] == membership["id"]:
+        return membership["arn"]
+    return arns.membership_arn(row["region"], row["account_id"], row["membership_id"])
+
+
+def _visible(conn: sa.Connection, membership_id: str, query_id: str):
+    row = store.get_visible(conn, membership_id, query_id)
+    if row is None:
+        raise errors.not_found(f"Protected query {query_id} not found.", query_id, "MEMBERSHIP")
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def _query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
+    """The SQL to run, the template it comes from (or None) and its parameters (name -> (type, value))."""
+    text, template_arn = sql_parameters.get("queryString"), sql_parameters.get("analysisTemplateArn")
+    given = sql_parameters.get("parameters") or {}
+    if (text is None) == (template_arn is None):
+        raise errors.validation("sqlParameters needs either queryString or analysisTemplateArn, not both.",
+                                field="sqlParameters", field_message="Give queryString or analysisTemplateArn")
+    if text is not None:
+        if given:
+            raise errors.validation("sqlParameters.parameters can be given only with analysisTemplateArn.",
+                                    field="sqlParameters.parameters")
+        if not text.strip():
+            raise errors.validation("sqlParameters.queryString must not be empty.", field="sqlParameters.queryString")
+        return text, None, {}
+    template = template_store.by_arns_in_collaboration(conn, collaboration["id"], [template_arn]).get(template_arn)
+    if template is None:
+        raise errors.validation(f"Analysis template {template_arn} is not an analysis template of collaboration "
+                                f"{collaboration['id']}.", field="sqlParameters.analysisTemplateArn")
+    if template["doc"]["format"] != "SQL":
+        raise errors.validation(f"Analysis template {template_arn} is a {template['doc']['format']} template; "
+                                "run it with StartProtectedJob.", field="sqlParameters.analysisTemplateArn")
+    declared = {p["name"]: p for p in template["doc"].get("analysisParameters") or []}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise errors.validation(f"The analysis template declares no parameter(s) {', '.join(unknown)}.",
+                                field="sqlParameters.parameters")
+    values = {}
+    for name, parameter in declared.items():
+        value = given.get(name, parameter.get("defaultValue"))
+        if value is None or value == "":
+            raise errors.validation(f"Parameter {name} has no default value; give it a value.",
+                                    field="sqlParameters.parameters")
+        problem = value_problem(parameter["type"], value)
+        if problem:
+            raise errors.validation(f"Parameter {name} ({parameter['type']}): {problem}",
+                                    field=f"sqlParameters.parameters.{name}")
+        values[name] = (parameter["type"], value)
+    return template["doc"]["source"]["text"], template, values
+
+
+def _outputs(ctx: RequestContext, params: dict, collaboration, members: dict, memberships: dict):
+    """Where results go: (outputs for the runner, the result as reported, receiver account ids)."""
+    configuration = (params.get("resultConfiguration") or {}).get("outputConfiguration")
+    if configuration is None:
+        default = (memberships[ctx.account_id]["doc"].get("defaultResultConfiguration") or {})
+        if RECEIVE not in members[ctx.account_id]["doc"]["abilities"] or "s3" not in default.get(
+                "outputConfiguration", {}):
+            raise errors.validation(
+                "No resultConfiguration was given and the membership has no defaultResultConfiguration: give "
+                "resultConfiguration (s3 for your own results, member for another member's).",
+                field="resultConfiguration")
+        configuration = {"s3": default["outputConfiguration"]["s3"]}
+    if "intermediateTable" in configuration:
+        raise errors.validation("Intermediate table output is not supported by this server yet.",
+                                field="resultConfiguration.outputConfiguration.intermediateTable")
+    if "distribute" in configuration:
+        if collaboration["doc"].get("analyticsEngine") != "SPARK":
+            raise errors.validation("distribute output is supported only in collaborations whose analytics engine "
+                                    "is SPARK.", field="resultConfiguration.outputConfiguration.distribute")
+        locations = configuration["distribute"]["locations"]
+        if sum("s3" in location for location in locations) > 1:
+            raise errors.validation("distribute output takes at most one s3 location.",
+                                    field="resultConfiguration.outputConfiguration.distribute.locations")
+        own = [location for location in locations if location.get("member", {}).get("accountId") == ctx.account_id]
+        if own:
+            raise errors.validation("The query runner's own account cannot be a member location; use an s3 "
+                                    "location.", field="resultConfiguration.outputConfiguration.distribute.locations")
+        parts = locations
+    else:
+        parts = [configuration]
+    outputs, receivers, report = [], [], {}
+    for part in parts:
+        if "s3" in part:
+            _require_receiver(ctx.account_id, members)
+            outputs.append(_s3_output(part["s3"], "s3", ctx.account_id))
+            receivers.append(ctx.account_id)
+            report["s3"] = True
+        else:
+            account = part["member"]["accountId"]
+            _require_receiver(account, members)
+            default = ((memberships.get(account) or {}).get("doc") or {}).get("defaultResultConfiguration") or {}
+            if memberships.get(account) is None or memberships[account]["status"] != "ACTIVE" or "s3" not in default.get(
+                    "outputConfiguration", {}):
+                raise errors.validation(
+                    f"Member {account} has not configured where it receives results (its membership's "
+                    "defaultResultConfiguration).", field="resultConfiguration.outputConfiguration.member.accountId")
+            outputs.append(_s3_output(default["outputConfiguration"]["s3"], "member", account))
+            receivers.append(account)
+            report.setdefault("members", []).append(account)
+    return outputs, report | {"distribute": "distribute" in configuration}, list(dict.fromkeys(receivers))
+
+
+def _require_receiver(account: str, members: dict) -> None:
+    member = members.get(account)
+    if member is None or member["status"] != "ACTIVE" or RECEIVE not in member["doc"]["abilities"]:
+        raise errors.validation(f"Account {account} is not an active member of the collaboration with the "
+                                f"{RECEIVE} ability.", field="resultConfiguration")
+
+
+def _s3_output(s3: dict, kind: str, account: str) -> dict:
+    return {"kind": kind, "account_id": account, "bucket": s3["bucket"], "key_prefix": s3.get("keyPrefix", ""),
+            "format": s3.get("resultFormat", "CSV"), "single_file": bool(s3.get("singleFileOutput", False))}
+
+
+def _payer(params: dict, members: dict) -> str:
+    """The member that pays for query compute: the one the collaboration makes responsible for it."""
+    responsible = [a for a, m in members.items()
+                   if ((m["doc"].get("paymentConfiguration") or {}).get("queryCompute") or {}).get("isResponsible")]
+    given = params.get("queryComputePayerAccountId")
+    if given is not None and given not in responsible:
+        raise errors.validation(f"Account {given} is not configured to pay for query compute in this "
+                                "collaboration.", field="queryComputePayerAccountId")
+    payer = given or (responsible[0] if responsible else None)
+    if payer is None or members[payer]["status"] != "ACTIVE":
+        raise errors.validation("The member responsible for query compute costs is not an active member of the "
+                                "collaboration; queries cannot run until it is.", field="queryComputePayerAccountId")
+    return payer
+
+
+def _table_info(ctx: RequestContext, row, source) -> policy.TableInfo:
+    doc = row["table_doc"]
+    types = schemas.column_types(ctx, doc["tableReference"], source) if row["table_rule_type"] else {}
+    rule_type = row["table_rule_type"]
+    rule = row["table_rule_policy"]["v1"][POLICY_MEMBERS[rule_type]] if rule_type else None
+    return policy.TableInfo(name=row["name"], owner_account_id=row["account_id"],
+                            columns=tuple((c, types.get(c, "string")) for c in doc["allowedColumns"]),
+                            rule_type=rule_type, rule=rule)
+
+
+def _check_tables_usable(plan, rows: dict, sources: dict, facts, receivers: list[str]) -> None:
+    """Every table the query reads is ready for direct analysis in this collaboration, its data can be read by
+    this server, and its collaboration analysis rule lets every receiver have the results."""
+    for name in plan.tables:
+        row = rows[name]
+        kind = reference_kind(row["table_doc"]["tableReference"])
+        if kind != "glue":
+            raise policy.QueryRejected("INVALID_RESOURCE", f"Table `{name}` references a {kind} table, which this "
+                                       "server cannot read; only AWS Glue (catalog) tables can be queried here.")
+        if sources[name] is None:
+            raise policy.QueryRejected("INVALID_RESOURCE", f"The data of table `{name}` is not in its owner's "
+                                       "catalog on this server.")
+        direct = schemas.status_details(row, facts)[0]
+        if direct["status"] != "READY":
+            reasons = "; ".join(f"{r['code']}: {r['message']}" for r in direct.get("reasons", []))
+            raise policy.QueryRejected("INVALID_RESOURCE", f"Table `{name}` is not ready for direct analysis "
+                                       f"({reasons})")
+        allowed = ((row["rule_policy"] or {}).get("v1", {}).get(POLICY_MEMBERS[row["rule_type"]], {})
+                   .get("allowedResultReceivers") or [])
+        refused = [account for account in receivers if account not in allowed]
+        if refused:
+            raise policy.QueryRejected(
+                "RESOURCE_ACCESS_DENIED", f"The collaboration analysis rule of table `{name}` does not allow "
+                f"{', '.join(refused)} to receive results of queries on it.")
+
+
+def _spec(plan, rows: dict, sources: dict, outputs: list, report: dict, sql: str) -> dict:
+    """What a runner needs to run the accepted query."""
+    tables = []
+    for name in plan.tables:
+        source = sources[name]
+        tables.append({"scan": plan.scan_names[name], "label": name, "account_id": source.account_id,
+                       "region": source.region, "database": source.database, "table": source.table,
+                       "columns": list(rows[name]["table_doc"]["allowedColumns"])})
+    return {"sql": {engine: plan.sql(engine) for engine in ENGINES}, "tables": tables,
+            "table_names": list(plan.tables), "outputs": outputs, "report": report, "log_text": sql}
+
+
+def _query_doc(params: dict, payer: str) -> dict:
+    doc = {"sqlParameters": params["sqlParameters"], "queryComputePayerAccountId": payer}
+    if "resultConfiguration" in params:
+        doc["resultConfiguration"] = params["resultConfiguration"]
+    if "computeConfiguration" in params:
+        doc["computeConfiguration"] = params["computeConfiguration"]
+    return doc
+
+
+def _logging_memberships(collaboration, memberships: dict, runner: str, owners: list[str]) -> list[str]:
+    """Memberships that log this query: when the collaboration logs queries, the runner's and the contributing
+    members' memberships whose own query logging is on."""
+    if collaboration["doc"].get("queryLogStatus") != "ENABLED":
+        return []
+    accounts = dict.fromkeys([runner, *owners])
+    return [memberships[a]["id"] for a in accounts
+            if a in memberships and memberships[a]["doc"].get("queryLogStatus") == "ENABLED"]
+
+
+def _check_concurrency(ctx: RequestContext, conn: sa.Connection, membership_id: str) -> None:
+    ctx.quotas.check("concurrent_queries_per_membership", store.count_active(conn, membership_id=membership_id) + 1)
+    ctx.quotas.check("concurrent_queries", store.count_active(conn, account_id=ctx.account_id) + 1)
+
+
+def _millis(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
