@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from opencleanrooms import catalog, policy
 from opencleanrooms.policy.parameters import value_problem
-from opencleanrooms.services import arns, errors, schemas
+from opencleanrooms.services import arns, errors, locks, schemas
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
@@ -94,7 +94,7 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
     logged = _logging_memberships(collaboration, memberships, ctx.account_id,
                                   [rows[n]["account_id"] for n in (spec or {}).get("table_names", [])])
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.membership(membership_id)]) as conn:  # the concurrency quota's count then insert
         if status == "SUBMITTED":
             _check_concurrency(ctx, conn, membership_id)
         store.insert(conn, row, viewers, logged)
