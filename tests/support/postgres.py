@@ -3,7 +3,7 @@
 Started by tests/conftest.py when `OPENCLEANROOMS_TEST_BACKEND=postgresql` and no
 `OPENCLEANROOMS_TEST_DATABASE_URL` is given; also runnable on its own to get a server for a shell:
 
-    .venv/bin/python -m tests.support.postgres    # prints the URL, serves until Ctrl-C
+    .venv/bin/python -m tests.support.postgres [PORT]   # prints the URL, serves until Ctrl-C or SIGTERM
 
 PostgreSQL refuses to run as root, so under root (CI) initdb and the server run as the `nobody` user. Durability
 is off (fsync, synchronous_commit, full_page_writes): the server's data is thrown away at the end anyway.
@@ -15,14 +15,19 @@ import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tests.support.server import free_port
-
 BIN_ENV = "OPENCLEANROOMS_TEST_PG_BIN"  # a directory with initdb and pg_ctl, when not the newest installed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def bin_dir() -> Path:
@@ -39,10 +44,10 @@ def bin_dir() -> Path:
 
 
 class PrivateServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="ocr-pg-"))
         self.data = self.root / "data"
-        self.port = free_port()
+        self.port = port or free_port()
         self.bin = bin_dir()
         self._user: dict = {}
         if os.geteuid() == 0:
@@ -77,7 +82,11 @@ class PrivateServer:
 
 
 if __name__ == "__main__":
-    server = PrivateServer().start()
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server on SIGTERM too
+    server = PrivateServer(int(sys.argv[1]) if len(sys.argv) > 1 else None).start()
     print(server.url, flush=True)
     try:
         while True:

@@ -154,7 +154,7 @@ class Database:
             try:
                 self._reader = self._writer = sa.create_engine(self.url, pool_pre_ping=True)
             except ImportError as exc:
-                if self.is_postgresql:
+                if self.url.startswith("postgresql+psycopg:"):
                     raise MissingDriver(MISSING_POSTGRESQL_DRIVER) from exc
                 raise MissingDriver(f"The driver for this database URL is not installed: {exc}") from exc
 
