@@ -152,11 +152,14 @@ class Database:
             self._writer = _sqlite_engine(self.url, "BEGIN IMMEDIATE")
         else:
             try:
-                self._reader = self._writer = sa.create_engine(self.url, pool_pre_ping=True)
+                self._writer = sa.create_engine(self.url, pool_pre_ping=True)
             except ImportError as exc:
                 if self.url.startswith("postgresql+psycopg:"):
                     raise MissingDriver(MISSING_POSTGRESQL_DRIVER) from exc
                 raise MissingDriver(f"The driver for this database URL is not installed: {exc}") from exc
+            # Reads run in autocommit (same pool): at READ COMMITTED every statement takes its own snapshot
+            # either way, so a read transaction would only add a BEGIN and a COMMIT round trip per request.
+            self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -197,8 +200,9 @@ class Database:
         return len(MIGRATIONS)
 
     def dispose(self) -> None:
-        self._reader.dispose()
         self._writer.dispose()
+        if self.is_sqlite:
+            self._reader.dispose()
 
 
 _ADVISORY_XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:id)")
