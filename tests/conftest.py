@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -24,6 +25,8 @@ def pytest_configure(config):
 
         _private_postgres = PrivateServer().start()
         os.environ[backend.URL_ENV] = _private_postgres.url
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a terminated session still stops its server
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_unconfigure(config):
