@@ -22,7 +22,7 @@ from opencleanrooms.catalog import s3 as s3_access
 from opencleanrooms.catalog.model import has_glob
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, sql_templates
+from opencleanrooms.services import arns, errors, locks, sql_templates
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -86,7 +86,7 @@ def create_template(ctx: RequestContext, params: dict) -> dict:
     if source_metadata is not None:
         doc["sourceMetadata"] = source_metadata
     try:
-        with ctx.db.write() as conn:
+        with ctx.db.write(locks=[locks.membership(membership_id)]) as conn:  # the quota's count then insert
             membership = _membership(conn, ctx, membership_id, active=True)
             _check_in_collaboration(conn, membership, analysis_format, tables)
             if store.name_taken(conn, membership_id, name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opencleanrooms.services import arns, errors, payment, summaries
+from opencleanrooms.services import arns, errors, locks, payment, summaries
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -76,7 +76,7 @@ def create_collaboration(ctx: RequestContext, params: dict) -> dict:
         }
         for account, display_name, abilities, ml_abilities in specs
     ]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.account(ctx)]) as conn:  # count then insert, never two at once
         ctx.quotas.check("collaborations", store.count_created(conn, ctx.region, ctx.account_id) + 1)
         store.insert(conn, row, member_rows)
         tag_store.put(conn, row["arn"], params.get("tags") or {})
@@ -94,7 +94,7 @@ def get_collaboration(ctx: RequestContext, params: dict) -> dict:
 @operation("UpdateCollaboration")
 def update_collaboration(ctx: RequestContext, params: dict) -> dict:
     collaboration_id = params["collaborationIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, member = creator_view(conn, ctx, collaboration_id)
         changes = {"update_time": ctx.now}
         doc = dict(collaboration["doc"])
@@ -113,7 +113,7 @@ def update_collaboration(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteCollaboration")
 def delete_collaboration(ctx: RequestContext, params: dict) -> None:
     collaboration_id = params["collaborationIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, _ = creator_view(conn, ctx, collaboration_id)
         store.mark_deleted(conn, collaboration_id, ctx.now)
         membership_store.set_status_for_collaboration(conn, collaboration_id, "COLLABORATION_DELETED", ctx.now)
@@ -144,7 +144,7 @@ def list_members(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteMember")
 def delete_member(ctx: RequestContext, params: dict) -> None:
     collaboration_id, account_id = params["collaborationIdentifier"], params["accountId"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         creator_view(conn, ctx, collaboration_id)
         if account_id == ctx.account_id:
             raise errors.invalid_configuration("The collaboration creator cannot be removed from the collaboration; "

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from opencleanrooms import catalog, policy
 from opencleanrooms.policy.parameters import value_problem
 from opencleanrooms.privacy.costs import BudgetExhausted
-from opencleanrooms.services import arns, errors, privacy_budgets, schemas
+from opencleanrooms.services import arns, errors, locks, privacy_budgets, schemas
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
@@ -95,7 +95,10 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
     logged = _logging_memberships(collaboration, memberships, ctx.account_id,
                                   [rows[n]["account_id"] for n in (spec or {}).get("table_names", [])])
-    with ctx.db.write() as conn:
+    # The keys of what this write counts (concurrent queries of the membership and the account) and spends (the
+    # collaboration's budgets), so that concurrent starts on PostgreSQL neither overrun a quota nor double-spend.
+    keys = [locks.membership(membership_id), locks.account(ctx), locks.collaboration(collaboration["id"])]
+    with ctx.db.write(locks=keys) as conn:
         if status == "SUBMITTED":
             _check_concurrency(ctx, conn, membership_id)
             try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa

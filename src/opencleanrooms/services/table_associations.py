@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import analysis_rules, arns, configured_tables, errors
+from opencleanrooms.services import analysis_rules, arns, configured_tables, errors, locks
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -82,7 +82,8 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
     association_id = arns.new_id()
     arn = arns.configured_table_association_arn(ctx.region, ctx.account_id, membership_id, association_id)
     try:
-        with ctx.db.write() as conn:
+        with ctx.db.write(locks=[locks.membership(membership_id), locks.configured_table(configured_table_id)]) \
+                as conn:  # neither is deleted meanwhile
             membership = _membership(conn, ctx, membership_id, active=True)
             collaboration_id = membership["collaboration_id"]
             table = table_store.get(conn, ctx.region, ctx.account_id, configured_table_id)

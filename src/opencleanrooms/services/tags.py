@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opencleanrooms.services import arns, errors
+from opencleanrooms.services import arns, errors, locks
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import tags as store
@@ -25,7 +25,7 @@ RESOLVERS: dict[str, tuple[str, Callable]] = {}
 def tag_resource(ctx: RequestContext, params: dict) -> dict:
     arn, new_tags = params["resourceArn"], params["tags"]
     _check_keys(new_tags, "tags")
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.resource(arn)]) as conn:  # the count, and delete-then-insert of a key
         _require_owned(conn, ctx, arn)
         _check_count(store.get(conn, arn) | new_tags)
         store.put(conn, arn, new_tags)
@@ -42,7 +42,7 @@ def check_new_resource_tags(tags: dict) -> None:
 def untag_resource(ctx: RequestContext, params: dict) -> dict:
     arn, keys = params["resourceArn"], params["tagKeys"]
     _check_keys(dict.fromkeys(keys), "tagKeys")
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.resource(arn)]) as conn:
         _require_owned(conn, ctx, arn)
         store.remove(conn, arn, list(keys))
     return {}
