@@ -122,11 +122,16 @@ def start(world: World, sql: str, **extra) -> dict:
 
 
 def wait(client, membership_id: str, query_id: str, timeout: float = 60) -> dict:
+    """The query once it has ended (or as it is after `timeout` seconds)."""
+    return wait_for(client, membership_id, query_id, FINAL, timeout)
+
+
+def wait_for(client, membership_id: str, query_id: str, statuses, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         query = client.get_protected_query(membershipIdentifier=membership_id,
                                            protectedQueryIdentifier=query_id)["protectedQuery"]
-        if query["status"] in FINAL or time.monotonic() > deadline:
+        if query["status"] in statuses or time.monotonic() > deadline:
             return query
         time.sleep(0.05)
 
@@ -286,16 +291,6 @@ def test_cancel_before_and_after_the_end(world):
 
 SLOW = ("SELECT SUM(a.clicks * b.clicks * c.clicks * d.clicks) AS s FROM impressions a CROSS JOIN impressions b "
         "CROSS JOIN impressions c CROSS JOIN impressions d")
-
-
-def wait_for(client, membership_id, query_id, statuses, timeout=30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        query = client.get_protected_query(membershipIdentifier=membership_id,
-                                           protectedQueryIdentifier=query_id)["protectedQuery"]
-        if query["status"] in statuses or time.monotonic() > deadline:
-            return query
-        time.sleep(0.05)
 
 
 def test_cancel_stops_a_running_query(server, party, tmp_path):
