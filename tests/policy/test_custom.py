@@ -65,9 +65,10 @@ def test_star_expands_to_allowed_columns_only():
 
 # ------------------------------------------------------------------------------------------------ differential privacy
 
-def test_differential_privacy_is_not_supported_yet():
-    refused("SELECT COUNT(*) FROM sales", sales(differentialPrivacy={"columns": [{"name": "id"}]}),
-            contains="differential privacy queries are not supported yet")
+def test_differential_privacy_goes_through_its_own_checks():  # the shapes: test_differential_privacy.py
+    assert plan("SELECT COUNT(*) FROM sales", sales(differentialPrivacy={"columns": [{"name": "id"}]})).dp_aggregations
+    refused("SELECT s.region FROM sales s", sales(differentialPrivacy={"columns": [{"name": "id"}]}),
+            contains="differential privacy")
 
 
 # ------------------------------------------------------------------------------------------------ disallowedOutputColumns

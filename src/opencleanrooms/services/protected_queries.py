@@ -78,6 +78,11 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
             parameters=parameters))
         _check_tables_usable(plan, rows, sources, facts, receivers)
         spec = _spec(plan, rows, sources, outputs, report, sql)
+        if plan.dp_aggregations:  # the runner adds the noise; the bounds are added once it has released them
+            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations]}
+            doc["differentialPrivacy"] = {"sensitivityParameters": [
+                {"aggregationType": e["type"], "aggregationExpression": e["expression"],
+                 "userContributionLimit": e["contribution_limit"]} for e in plan.dp_aggregations]}
     except policy.QueryRejected as exc:
         error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
     except catalog.CatalogError as exc:
@@ -102,10 +107,15 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
         if status == "SUBMITTED":
             _check_concurrency(ctx, conn, membership_id)
             try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa
-                privacy_budgets.spend(conn, collaboration["id"], ctx.now, {},
-                                      [rows[name]["id"] for name in spec["table_names"]])
+                paid = privacy_budgets.spend(conn, collaboration["id"], ctx.now, plan.dp_counts(),
+                                             [rows[name]["id"] for name in spec["table_names"]])
+                if "dp" in spec:  # the noise is drawn with the setting the query was priced with
+                    spec["dp"]["usersNoisePerQuery"] = paid.users_noise_per_query
+                    spec["dp"]["epsilon"] = f"{paid.epsilon.numerator}/{paid.epsilon.denominator}"
             except BudgetExhausted as exc:
                 status = row["status"] = "FAILED"
+                spec.pop("dp", None)
+                doc.pop("differentialPrivacy", None)
                 doc.update(error={"code": "INVALID_RESOURCE", "message": str(exc), "retry": {"retryable": False}},
                            statistics={"totalDurationInMillis": 0})
         store.insert(conn, row, viewers, logged)
