@@ -155,3 +155,18 @@ def test_release_is_noisy_and_close():
     assert parameters[1]["minColumnValue"] == 0 and parameters[1]["maxColumnValue"] == 64
     assert "minColumnValue" not in parameters[0]
     assert len({a[0].to_pylist()[0]["total"] for a in answers}) == 3  # repeated releases differ
+
+
+def test_released_counts_spread_as_configured():
+    """Many releases of the same exact cells: centred on the truth, spread sqrt(2) x N x sensitivity."""
+    result = plan("SELECT COUNT(DISTINCT id) AS users, COUNT(*) AS n FROM sales", sales())
+    exact = cells(result, {"sales": [row(f"u{i}") for i in range(400)]})
+    aggregations = [dict(e) for e in result.dp_aggregations]
+    draws = [release(exact, aggregations, 20)[0].to_pylist()[0] for _ in range(1500)]
+    for column, sensitivity in (("users", 1), ("n", dp.USER_CONTRIBUTION_LIMIT)):
+        values = [d[column] for d in draws]
+        mean = sum(values) / len(values)
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        expected = math.sqrt(2) * 20 * sensitivity
+        assert abs(mean - 400) < 0.15 * expected, (column, mean)
+        assert 0.8 * expected < spread < 1.2 * expected, (column, spread, expected)
