@@ -267,3 +267,23 @@ def test_catalog_add_refuses_missing_locations_and_blank_csvs(tmp_path):
     (tmp_path / "ok.csv").write_text("user_id,spend\n")  # emptied after it was added: refused when read
     schema = run("catalog", "schema", *table)
     assert schema.returncode == 1 and "has a header line but no data rows" in schema.stderr
+
+
+def test_a_csv_emptied_after_it_was_added_is_refused_when_read(cleanrooms_server, cleanrooms_accounts, tmp_path):
+    """The API side of the same rule, on the pytest plugin's server: the data went bad after `catalog add`. The
+    caller gets the request id; the server log has the reason (locations are the operator's business)."""
+    alice = cleanrooms_accounts.alice
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,total\n1,2.5\n")
+    alice.add_table("sales", "orders", orders)
+    orders.write_text("order_id,total\n")
+    with pytest.raises(alice.client.exceptions.ValidationException) as info:
+        alice.client.create_configured_table(
+            name="orders", analysisMethod="DIRECT_QUERY", allowedColumns=["order_id"],
+            tableReference={"glue": {"databaseName": "sales", "tableName": "orders"}})
+    message = info.value.response["Error"]["Message"]
+    assert "Table sales.orders cannot be read" in message
+    request_id = re.search(r"request ID ([0-9a-f-]{36})", message)[1]
+    time.sleep(0.3)
+    logged = [line for line in cleanrooms_server.log_text().splitlines() if request_id in line]
+    assert any("has a header line but no data rows" in line for line in logged), logged
