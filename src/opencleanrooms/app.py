@@ -95,7 +95,7 @@ def _first_line(exc: BaseException) -> str:
 def build_app(settings: Settings) -> AsgiApp:
     db = open_database(settings)
     summaries.backfill(db)
-    with db.write() as conn:
+    with db.write(locks=[server_state.LOCK]) as conn:
         token_key = bytes.fromhex(server_state.get_or_create_secret(conn, TOKEN_KEY_NAME))
     tokens = PageTokens(token_key)
     quotas = Quotas.with_overrides(settings.quotas)

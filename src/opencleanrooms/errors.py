@@ -21,3 +21,16 @@ class ServiceError(Exception):
 
     def __repr__(self) -> str:
         return f"ServiceError({self.code!r}, {self.message!r})"
+
+
+class QueryFailure(Exception):
+    """Work on a query failed: `code` is a ProtectedQueryError code (MALFORMED_QUERY, INVALID_RESOURCE,
+    INSUFFICIENT_COMPUTE, TRANSIENT_ERROR, ...), `message` is safe to show the member, `retryable` says whether
+    running the same query again might succeed. Engines, result writers and the object store raise its kinds."""
+
+    def __init__(self, message: str, code: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message, self.code, self.retryable = message, code, retryable
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, retryable={self.retryable})"

@@ -11,19 +11,16 @@ from dataclasses import dataclass
 
 from opencleanrooms.catalog import s3 as _s3
 from opencleanrooms.catalog.s3 import S3Settings
+from opencleanrooms.errors import QueryFailure
 
 RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
 RESOURCE_ACCESS_DENIED = "RESOURCE_ACCESS_DENIED"
 TRANSIENT_ERROR = "TRANSIENT_ERROR"
 
 
-class ObjectStoreError(Exception):
+class ObjectStoreError(QueryFailure):
     """An S3 call failed. `code`: RESOURCE_NOT_FOUND (no such bucket or object), RESOURCE_ACCESS_DENIED or
     TRANSIENT_ERROR (throttling, timeouts, unreachable endpoint, other S3 errors: worth retrying)."""
-
-    def __init__(self, message: str, code: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.message, self.code, self.retryable = message, code, retryable
 
 
 @dataclass(frozen=True)

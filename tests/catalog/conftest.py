@@ -1,4 +1,4 @@
-"""Fixtures for the catalog tests: a real SQLite database, and moto's server as a real S3-compatible endpoint."""
+"""Fixtures for the catalog tests: a real database (of the backend under test), and moto's server as a real S3-compatible endpoint."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import boto3
 import pytest
 
 from opencleanrooms.catalog import S3Settings, store
-from opencleanrooms.storage.database import Database, sqlite_url
+from opencleanrooms.storage.database import Database
+from tests.support.backend import database_url
 from tests.support.server import free_port
 
 S3_KEY, S3_SECRET = "catalogtestkey", "catalog-test-secret-do-not-print"
@@ -22,7 +23,7 @@ S3_KEY, S3_SECRET = "catalogtestkey", "catalog-test-secret-do-not-print"
 @pytest.fixture
 def db(tmp_path):
     (tmp_path / "db").mkdir()
-    database = Database(sqlite_url(tmp_path / "db"))
+    database = Database(database_url(tmp_path / "db"))
     database.migrate()
     with database.write() as conn:
         store.create_table(conn)  # the migration step proposed for version 2

@@ -12,7 +12,8 @@ from opencleanrooms.catalog import (
     store,
 )
 from opencleanrooms.catalog.commands import add_table, list_tables, remove_table
-from opencleanrooms.storage.database import Database, sqlite_url
+from opencleanrooms.storage.database import Database
+from tests.support.backend import database_url
 
 A, B = "111111111111", "222222222222"
 
@@ -70,7 +71,7 @@ def test_exact_region_wins_over_any_region(db):
 
 
 def test_migration_step_adds_the_table_to_an_existing_database(tmp_path):
-    database = Database(sqlite_url(tmp_path))
+    database = Database(database_url(tmp_path))
     database.migrate()
     with database.write() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS catalog_tables")  # a database from before the catalog
@@ -87,7 +88,7 @@ def test_migration_step_adds_the_table_to_an_existing_database(tmp_path):
 def test_entries_are_shared_between_database_handles(tmp_path):
     """What another server process (its own engine on the same file) sees."""
     (tmp_path / "shared").mkdir()
-    url = sqlite_url(tmp_path / "shared")
+    url = database_url(tmp_path / "shared")
     writer, reader = Database(url), Database(url)
     writer.migrate()
     with writer.write() as conn:

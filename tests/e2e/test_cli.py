@@ -125,7 +125,7 @@ def test_no_command_prints_help_and_fails():
 def test_credentials_created_by_the_cli_work_against_a_running_server(server):
     key = "AKIACLI" + os.urandom(6).hex().upper()
     account = "98" + str(int.from_bytes(os.urandom(5), "big") % 10**10).zfill(10)
-    result = opencleanrooms("credentials", "create", "--data-dir", str(server.data_dir), "--account-id",
+    result = opencleanrooms("credentials", "create", *server.storage_args, "--account-id",
                             account, "--access-key-id", key, "--secret-access-key", SECRET)
     assert result.returncode == 0, result.stderr
     created = ok(aws(server, _Keys(key, SECRET), "cleanrooms", "create-collaboration", "--members", "[]",

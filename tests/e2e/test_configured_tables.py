@@ -26,7 +26,8 @@ from opencleanrooms.services.pagination import PageTokens
 from opencleanrooms.services.quotas import Quotas
 from opencleanrooms.storage import configured_tables as table_store
 from opencleanrooms.storage import tags as tag_store
-from opencleanrooms.storage.database import Database, sqlite_url
+from opencleanrooms.storage.database import Database
+from tests.support.backend import database_url
 from tests.support.builders import all_pages, raises
 from tests.support.server import ServerProcess, free_port
 
@@ -136,7 +137,7 @@ def test_create_get_and_list_a_glue_table(owner):
 def test_catalog_entries_made_with_the_cli_are_seen_and_names_ignore_case(server, party):
     p = party()
     added = subprocess.run(
-        [sys.executable, "-m", "opencleanrooms", "catalog", "add", "--data-dir", str(server.data_dir),
+        [sys.executable, "-m", "opencleanrooms", "catalog", "add", *server.storage_args,
          "--account-id", p.id, "--database", "publisher", "--table", "impressions", "--location", IMPRESSIONS],
         capture_output=True, text=True, timeout=60)
     assert added.returncode == 0, added.stderr
@@ -693,7 +694,7 @@ def test_glue_table_on_s3_is_read_with_the_servers_s3_settings(moto_s3, tmp_path
 def local_ctx(tmp_path):
     """A request context over a private database, for what only code in the server process can arrange: the
     checks other families register with this one."""
-    db = Database(sqlite_url(tmp_path))
+    db = Database(database_url(tmp_path))
     db.migrate()
     catalog_commands.add_table(db, account_id="123456789012", database="advertiser", table="customers",
                                location=CUSTOMERS)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.backend import storage_args
 from tests.support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_two_member_collaboration_example(tmp_path):
     data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "opencleanrooms", "catalog", "import", "--samples", "--data-dir", str(data)],
+    subprocess.run([sys.executable, "-m", "opencleanrooms", "catalog", "import", "--samples", *storage_args(data)],
                    check=True, capture_output=True)
     server = ServerProcess(data).start()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 
 from tests.support.builders import create_collaboration, join, member
 from tests.support.server import ServerProcess
@@ -45,10 +44,11 @@ def test_list_summaries_missing_from_older_rows_are_rebuilt_at_start(tmp_path):
         memberships = [join(b, c["id"]) for c in collaborations[:2]]
         before = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())
         server.stop()
-        with sqlite3.connect(server.data_dir / "opencleanrooms.db") as conn:  # back to what version 2 had
-            conn.execute("ALTER TABLE members DROP COLUMN summary")
-            conn.execute("ALTER TABLE memberships DROP COLUMN summary")
-            conn.execute("DELETE FROM schema_version WHERE version > 2")
+        with server.db.write() as conn:  # back to what version 2 had
+            conn.exec_driver_sql("ALTER TABLE members DROP COLUMN summary")
+            conn.exec_driver_sql("ALTER TABLE memberships DROP COLUMN summary")
+            conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 2")
+        server.db.dispose()
         server.start()
         a.client, b.client = server.client(a.account), server.client(b.account)
         after = (a.client.list_collaborations(), b.client.list_collaborations(), b.client.list_memberships())

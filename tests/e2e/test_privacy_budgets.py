@@ -6,6 +6,7 @@ and PreviewPrivacyImpact agreeing with the cost model. Responses are checked aga
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -234,13 +235,13 @@ def test_access_budget_template_lifecycle_and_budgets(setup, server):
     # spends (what the protected query service does inside its write transaction), both ARN forms accepted
     for arn in (s.budgeted_arn, s.association["arn"]):
         with server.db.write() as conn:
-            spent = service.spend(conn, s.collab.id, server_now(), {}, [arn])
+            spent = service.spend(conn, s.collab.id, time.time(), {}, [arn])
         assert spent.access_budgets == (s.budgeted_arn,) and spent.epsilon == 0
     [summary] = budgets(s.carol, s.collab.mid(s.carol), "ACCESS_BUDGET")
     access = summary["budget"]["accessBudget"]
     assert [d["remainingBudget"] for d in access["details"]] == [0, 1] and access["aggregateRemainingBudget"] == 0
     with server.db.write() as conn, pytest.raises(BudgetExhausted) as caught:
-        service.spend(conn, s.collab.id, server_now(), {}, [s.budgeted_arn])
+        service.spend(conn, s.collab.id, time.time(), {}, [s.budgeted_arn])
     assert "CALENDAR_DAY" in caught.value.message
 
     # editing resets the balance (AWS) and replaces the parameters
@@ -252,12 +253,6 @@ def test_access_budget_template_lifecycle_and_budgets(setup, server):
         "budgetParameters": [{"type": "LIFETIME", "budget": 1}], "resourceArn": s.budgeted_arn}
     [summary] = budgets(s.bob, s.bob_mid, "ACCESS_BUDGET")
     assert summary["budget"]["accessBudget"]["aggregateRemainingBudget"] == 1
-
-
-def server_now() -> float:
-    import time
-
-    return time.time()
 
 
 def test_access_budget_validation(setup):
@@ -329,7 +324,7 @@ def test_budget_falls_with_each_spend_exactly_as_previewed(setup, server):
     assert maxima == {a["type"]: a["maxCount"] for a in preview["privacyImpact"]["differentialPrivacy"]["aggregations"]}
 
     with server.db.write() as conn:
-        spent = service.spend(conn, s.collab.id, server_now(), {"AVG": 1, "COUNT": 2}, [])
+        spent = service.spend(conn, s.collab.id, time.time(), {"AVG": 1, "COUNT": 2}, [])
     assert spent.users_noise_per_query == 30 and spent.epsilon == costs.query_cost({"AVG": 1, "COUNT": 2}, 30)
     [summary] = budgets(s.alice, alice_mid)
     assert remaining(summary) == {"AVG": 28, "COUNT": 85, "COUNT_DISTINCT": 85, "SUM": 42, "STDDEV": 21}
@@ -337,23 +332,23 @@ def test_budget_falls_with_each_spend_exactly_as_previewed(setup, server):
 
     for _ in range(28):
         with server.db.write() as conn:
-            service.spend(conn, s.collab.id, server_now(), {"AVG": 1}, [])
+            service.spend(conn, s.collab.id, time.time(), {"AVG": 1}, [])
     [summary] = budgets(s.carol, s.collab.mid(s.carol))
     assert remaining(summary) == {"AVG": 0, "COUNT": 1, "COUNT_DISTINCT": 1, "SUM": 0, "STDDEV": 0}
     with server.db.write() as conn, pytest.raises(BudgetExhausted):
-        service.spend(conn, s.collab.id, server_now(), {"SUM": 1}, [])
+        service.spend(conn, s.collab.id, time.time(), {"SUM": 1}, [])
     with server.db.write() as conn:  # the refused spend left nothing behind; the last COUNT still fits
-        service.spend(conn, s.collab.id, server_now(), {"COUNT": 1}, [])
+        service.spend(conn, s.collab.id, time.time(), {"COUNT": 1}, [])
     assert set(remaining(budgets(s.alice, alice_mid)[0]).values()) == {0}
 
 
 def test_spending_without_a_policy_is_refused(setup, server):
     s = setup
     with server.db.write() as conn, pytest.raises(BudgetExhausted) as caught:
-        service.spend(conn, s.collab.id, server_now(), {"COUNT": 1}, [])
+        service.spend(conn, s.collab.id, time.time(), {"COUNT": 1}, [])
     assert "no differential privacy policy" in caught.value.message
     with server.db.write() as conn:  # nothing to pay: no budget needed
-        assert service.spend(conn, s.collab.id, server_now(), {"COUNT": 0}, [s.budgeted_arn]).epsilon == 0
+        assert service.spend(conn, s.collab.id, time.time(), {"COUNT": 0}, [s.budgeted_arn]).epsilon == 0
 
 
 def test_lists_page(setup):

@@ -122,11 +122,16 @@ def start(world: World, sql: str, **extra) -> dict:
 
 
 def wait(client, membership_id: str, query_id: str, timeout: float = 60) -> dict:
+    """The query once it has ended (or as it is after `timeout` seconds)."""
+    return wait_for(client, membership_id, query_id, FINAL, timeout)
+
+
+def wait_for(client, membership_id: str, query_id: str, statuses, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         query = client.get_protected_query(membershipIdentifier=membership_id,
                                            protectedQueryIdentifier=query_id)["protectedQuery"]
-        if query["status"] in FINAL or time.monotonic() > deadline:
+        if query["status"] in statuses or time.monotonic() > deadline:
             return query
         time.sleep(0.05)
 
@@ -288,16 +293,6 @@ SLOW = ("SELECT SUM(a.clicks * b.clicks * c.clicks * d.clicks) AS s FROM impress
         "CROSS JOIN impressions c CROSS JOIN impressions d")
 
 
-def wait_for(client, membership_id, query_id, statuses, timeout=30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        query = client.get_protected_query(membershipIdentifier=membership_id,
-                                           protectedQueryIdentifier=query_id)["protectedQuery"]
-        if query["status"] in statuses or time.monotonic() > deadline:
-            return query
-        time.sleep(0.05)
-
-
 def test_cancel_stops_a_running_query(server, party, tmp_path):
     world = build_world(server, party, tmp_path, rule_type="CUSTOM")
     query = start(world, SLOW)
@@ -403,3 +398,23 @@ def test_query_logs_record_every_query_for_members_who_log(server, party, tmp_pa
     assert entries[1]["query_text"] == "SELECT COUNT(DISTINCT user_id) AS n FROM customers"
     assert entries[1]["runner_account_id"] == world.alice.id and entries[1]["end_time"] >= entries[1]["create_time"]
     assert log(world.bob) == []  # bob's table was not read
+
+
+def test_access_budgets_are_spent_by_queries_and_refuse_when_empty(world):
+    bob_mid = world.mid(world.bob)
+    arn = (f"arn:aws:cleanrooms:us-east-1:{world.bob.id}:membership/{bob_mid}/configuredtableassociation/"
+           f"{world.associations['impressions']['id']}")
+    world.bob.client.create_privacy_budget_template(
+        membershipIdentifier=bob_mid, privacyBudgetType="ACCESS_BUDGET", autoRefresh="NONE",
+        parameters={"accessBudget": {"resourceArn": arn, "budgetParameters": [{"type": "LIFETIME", "budget": 2}]}})
+    joined = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users FROM customers c INNER JOIN impressions i "
+              "ON c.user_id = i.user_id GROUP BY c.segment")
+    assert run(world, "SELECT COUNT(DISTINCT user_id) AS n FROM customers")["status"] == "SUCCESS"  # not budgeted
+    assert [run(world, joined)["status"] for _ in range(2)] == ["SUCCESS", "SUCCESS"]
+    refused = start(world, joined)
+    assert refused["status"] == "FAILED" and refused["error"]["code"] == "INVALID_RESOURCE"
+    assert "budget" in refused["error"]["message"].lower()
+    [budget] = world.alice.client.list_privacy_budgets(membershipIdentifier=world.mid(world.alice),
+                                                       privacyBudgetType="ACCESS_BUDGET")["privacyBudgetSummaries"]
+    assert budget["budget"]["accessBudget"]["aggregateRemainingBudget"] == 0
+    assert start(world, "SELECT COUNT(DISTINCT user_id) AS n FROM customers")["status"] == "SUBMITTED"

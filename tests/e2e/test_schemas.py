@@ -231,7 +231,7 @@ def test_custom_rule_status_needs_templates_or_providers_of_the_collaboration(ac
         "DIRECT_ANALYSIS": ("NOT_READY", ["RESULT_RECEIVERS_NOT_ALLOWED"])}  # the table's rule does not allow Bob
     set_table_rule(allowedAnalysisProviders=[alice.id], differentialPrivacy={"columns": [{"name": "user_id"}]})
     [detail] = schema(bob, collab.id, "customers")["schemaStatusDetails"]
-    assert detail["configurations"] == ["DIFFERENTIAL_PRIVACY"]  # no privacy budget template can exist yet
+    assert detail["configurations"] == ["DIFFERENTIAL_PRIVACY"]  # the collaboration has no privacy budget template
     assert [r["code"] for r in detail["reasons"]] == ["DIFFERENTIAL_PRIVACY_POLICY_NOT_CONFIGURED"]
 
 

@@ -282,3 +282,19 @@ def test_several_files_make_one_relation(engine, tmp_path):
     result = run(engine, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM t0",
                  [table_scan("t0", str(tmp_path / "parts"), ["id"])])
     assert result.to_pylist() == [{"n": 30, "d": 30}]
+
+
+def test_sessions_run_in_utc(engine, tmp_path):
+    """The policy layer's translation of Spark SQL assumes a UTC session, whatever the server's own time zone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from opencleanrooms.catalog import Scan
+    from opencleanrooms.engines import CancelToken, Limits, TableScan
+
+    path = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"x": [1]}), path)
+    scan = TableScan(name="t0", scan=Scan(format="parquet", files=(str(path),)), columns=("x",))
+    result = engine.execute("SELECT CAST(current_setting('TimeZone') AS VARCHAR) AS tz FROM t0", [scan], Limits(),
+                            CancelToken())
+    assert result.to_pylist() == [{"tz": "UTC"}]

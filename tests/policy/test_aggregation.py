@@ -213,3 +213,43 @@ def test_order_by_survives_the_wrap_with_nulls_first():
     data["mine"] += [row("7"), row("8")]
     result = plan(f"SELECT s.region, COUNT(DISTINCT s.id) {JOIN} GROUP BY s.region ORDER BY s.region", SALES, MINE)
     assert run(result, data) == [(None, 2), ("apac", 2), ("eu", 3)]
+
+
+def test_constrained_column_must_be_an_allowed_column():
+    narrow = table("sales", owner=OTHER, columns=tuple(c for c in SALES.columns if c[0] != "id"),
+                   rule=agg_rule(aggregateColumns=[{"columnNames": ["amount"], "function": "SUM"}], joinColumns=[
+                       "hashed_email"]))
+    refused("SELECT s.region, SUM(s.amount) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
+            contains=("constrains column `id`", "AGGREGATION rule"))
+
+
+def test_order_by_an_aggregate_that_is_not_selected():
+    result = plan(f"SELECT s.region {', COUNT(DISTINCT s.id)'} {JOIN} GROUP BY s.region ORDER BY SUM(s.amount)",
+                  SALES, MINE)
+    assert result.output_columns == ("region", "COUNT(DISTINCT s.id)")
+    assert run(result, _data()) == [("apac", 2), ("eu", 3)]
+
+
+@pytest.mark.parametrize("kind, value", [("INTEGER", "-5"), ("DOUBLE", "2.5"), ("DECIMAL", "10.25")])
+def test_having_with_a_numeric_parameter(kind, value):
+    plan(f"SELECT s.region, SUM(s.amount) {JOIN} GROUP BY s.region HAVING SUM(s.amount) > :m", SALES, MINE,
+         parameters={"m": (kind, value)})
+    refused(f"SELECT s.region, SUM(s.amount) {JOIN} GROUP BY s.region HAVING SUM(s.amount) > :m", SALES, MINE,
+            parameters={"m": ("VARCHAR", value)}, contains="HAVING")
+
+
+def test_lab_query_with_quoted_names_containing_spaces():
+    """The shape AWS's own lab runs: double-quoted names with spaces, COUNT DISTINCT of a join column."""
+    columns = (("loyalty number", "string"), ("year", "bigint"), ("month", "bigint"), ("flights booked", "bigint"))
+    rule = {"aggregateColumns": [{"columnNames": ["loyalty number"], "function": "COUNT_DISTINCT"}],
+            "joinColumns": ["loyalty number"], "joinRequired": "QUERY_RUNNER",
+            "dimensionColumns": ["year", "month", "flights booked"], "scalarFunctions": [],
+            "outputConstraints": [{"columnName": "loyalty number", "minimum": 2, "type": "COUNT_DISTINCT"}]}
+    trips = table("t", owner=OTHER, columns=columns, rule=rule)
+    members = table("m", owner=RUNNER, columns=columns, rule=dict(rule, joinRequired=None))
+    result = plan('SELECT COUNT(DISTINCT "t"."loyalty number"), "t"."year", "t"."month" FROM "t" INNER JOIN "m" '
+                  'ON "t"."loyalty number" = "m"."loyalty number" WHERE "t"."flights booked" > 0 '
+                  'GROUP BY "t"."year", "t"."month" ORDER BY "t"."year", "t"."month"', trips, members)
+    data = {"t": [("a", 2024, 1, 3), ("b", 2024, 1, 1), ("c", 2024, 2, 5), ("d", 2024, 2, 0)],
+            "m": [("a", 0, 0, 0), ("b", 0, 0, 0), ("c", 0, 0, 0), ("d", 0, 0, 0)]}
+    assert run(result, data, columns=columns) == [(2, 2024, 1)]  # February has one qualifying member: dropped

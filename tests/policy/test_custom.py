@@ -65,9 +65,10 @@ def test_star_expands_to_allowed_columns_only():
 
 # ------------------------------------------------------------------------------------------------ differential privacy
 
-def test_differential_privacy_is_not_supported_yet():
-    refused("SELECT COUNT(*) FROM sales", sales(differentialPrivacy={"columns": [{"name": "id"}]}),
-            contains="differential privacy queries are not supported yet")
+def test_differential_privacy_goes_through_its_own_checks():  # the shapes: test_differential_privacy.py
+    assert plan("SELECT COUNT(*) FROM sales", sales(differentialPrivacy={"columns": [{"name": "id"}]})).dp_aggregations
+    refused("SELECT s.region FROM sales s", sales(differentialPrivacy={"columns": [{"name": "id"}]}),
+            contains="differential privacy")
 
 
 # ------------------------------------------------------------------------------------------------ disallowedOutputColumns
@@ -235,3 +236,11 @@ def test_hidden_identity_column_cannot_be_shadowed_by_the_query():
                   "GROUP BY region ORDER BY 1", threshold(3, expression="ANY_EXPRESSION"))
     assert '"__id1"' in result.sql("duckdb")
     assert run(result, DATA) == [("eu", 3)]  # us and apac have 1 and 2 identities, though 2 distinct amounts each
+
+
+def test_identity_column_must_be_an_allowed_column():
+    narrow = table("sales", owner=OTHER, rule_type="CUSTOM", columns=(("region", "string"), ("amount", "double")),
+                   rule=custom_rule(aggregationThresholds=[{"identityColumns": ["id"], "minimumIdentityCount": 2,
+                                                            "type": "COUNT_DISTINCT"}]))
+    refused("SELECT s.region, COUNT(*) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
+            contains=("identity column `id`", "allowed columns"))

@@ -188,3 +188,30 @@ def test_timestamp_parameters_are_bound_in_utc(value, expected):
 
     bound = literal("TIMESTAMP", value)
     assert bound.sql("spark") == f"CAST('{expected}' AS TIMESTAMP)"
+
+
+@pytest.mark.parametrize("value", ["x\\' OR 1=1 --", "a\\", "it's", "x' OR '1'='1", "é\u202e", "'; DROP TABLE t0; --"])
+def test_hostile_string_values_stay_one_literal_in_both_dialects(value):
+    import sqlglot
+    from sqlglot import exp
+
+    custom = table("sales", owner=RUNNER, rule_type="CUSTOM")
+    result = plan("SELECT s.region FROM sales s WHERE s.region = :v", custom, parameters={"v": ("VARCHAR", value)})
+    spark = sqlglot.parse_one(result.sql("spark"), read="spark")
+    assert [lit.this for lit in spark.find_all(exp.Literal)] == [value]
+    assert run(result, {"sales": [row("1", value), row("2", "other")]}) == [(value,)]
+
+
+def test_long_boolean_chains_keep_their_meaning():
+    """Long AND/OR chains are rebalanced for speed; precedence and parentheses must survive."""
+    custom = table("sales", owner=RUNNER, rule_type="CUSTOM")
+    ors = " OR ".join(f"s.visits = {i}" for i in range(20))
+    sql = (f"SELECT s.id FROM sales s WHERE ({ors}) AND s.region = 'eu' AND (s.segment = 'a' OR s.segment = 'b') "
+           f"AND s.amount > 0 AND s.amount < 100 AND s.id <> 'x' AND s.id <> 'y' AND s.id <> 'z' AND s.id <> 'w' "
+           f"ORDER BY s.id")
+    data = {"sales": [row("1", "eu", 5, visits=3), row("2", "us", 5, visits=3), row("3", "eu", 5, visits=30),
+                      row("4", "eu", 5, visits=3, segment="c"), row("5", "eu", 5, visits=19, segment="b")]}
+    assert run(plan(sql, custom), data) == [("1",), ("5",)]
+    chain = " OR ".join(f"s.visits = {i}" for i in range(20)) + " AND s.region = 'us'"
+    # AND binds tighter: (visits in 0..18) OR (visits = 19 AND region = us)
+    assert run(plan(f"SELECT s.id FROM sales s WHERE {chain} ORDER BY 1", custom), data) == [("1",), ("2",), ("4",)]

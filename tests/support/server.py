@@ -23,8 +23,8 @@ import boto3
 import botocore.config
 
 from opencleanrooms.storage import credentials as credential_store
-from opencleanrooms.storage.database import Database, sqlite_url
-from tests.support import conformance
+from opencleanrooms.storage.database import Database
+from tests.support import backend, conformance
 
 REGION = "us-east-1"
 _account_numbers = itertools.count(100000000000 + (os.getpid() % 1000) * 1000000)
@@ -52,12 +52,15 @@ class ServerProcess:
         self.log_path = self.data_dir / "server.log"
         self.process: subprocess.Popen | None = None
         self._db: Database | None = None
+        # The data directory's database (SQLite in it, or a fresh PostgreSQL database: tests/support/backend.py).
+        self.storage_args = backend.storage_args(self.data_dir)
+        self.database_url = backend.database_url(self.data_dir)
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "opencleanrooms", "serve", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "opencleanrooms", "serve", *self.storage_args,
              "--port", str(self.port), "--host", "127.0.0.1", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT,
         )
@@ -92,7 +95,7 @@ class ServerProcess:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = Database(sqlite_url(self.data_dir))
+            self._db = Database(self.database_url)
             self._db.migrate()
         return self._db
 

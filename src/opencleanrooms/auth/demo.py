@@ -7,6 +7,7 @@ address, unless started with --allow-demo-credentials.
 from __future__ import annotations
 
 from opencleanrooms.storage import credentials as store
+from opencleanrooms.storage import server_state
 from opencleanrooms.storage.database import Database
 
 DEMO_ACCOUNTS = [
@@ -19,7 +20,7 @@ DEMO_ACCOUNTS = [
 
 def ensure_demo_credentials(db: Database) -> bool:
     """Create the demo keys if the server has no credentials at all; True if it did."""
-    with db.write() as conn:
+    with db.write(locks=[server_state.LOCK]) as conn:  # processes starting together create them once
         if store.count(conn):
             return False
         for account_id, key, secret in DEMO_ACCOUNTS:

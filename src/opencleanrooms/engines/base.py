@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from opencleanrooms.errors import QueryFailure
+
 if TYPE_CHECKING:
     import pyarrow
 
@@ -114,19 +116,13 @@ class CancelToken:
         return lambda: None
 
 
-class EngineError(Exception):
-    """A query that failed. `code` is a ProtectedQueryError code; `message` is safe to show a member."""
+class EngineError(QueryFailure):
+    """A query that failed in the engine; each kind has its default code."""
 
     default_code = INTERNAL_ERROR
 
     def __init__(self, message: str, code: str | None = None, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.default_code
-        self.retryable = retryable
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, retryable={self.retryable})"
+        super().__init__(message, code or self.default_code, retryable=retryable)
 
 
 class QueryTimedOut(EngineError):

@@ -144,6 +144,8 @@ class DuckDBEngine:
             config["max_temp_directory_size"] = f"{int(self.max_spill_mb)}MB"
         con = duckdb.connect(":memory:", config=config)
         con.execute("SET enable_progress_bar = false")
+        # The policy layer's Spark-to-DuckDB translation assumes UTC, as the Spark engine's session does.
+        con.execute("SET TimeZone = 'UTC'")
         return con
 
     @staticmethod

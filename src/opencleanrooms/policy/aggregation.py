@@ -23,7 +23,7 @@ LABEL = "AGGREGATION"
 _AGGREGATES = (exp.Count, exp.Sum, exp.Avg)
 
 
-def precheck(tree: exp.Expression) -> None:
+def precheck(tree: exp.Expression, relations: Relations, request: QueryRequest) -> None:
     """Checks that need the query as written (qualification expands `*`)."""
     if tree.find(exp.Star) is not None:
         reject("`*` is not allowed: the AGGREGATION rule requires naming each column (COUNT(*) included).")

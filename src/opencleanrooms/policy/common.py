@@ -99,7 +99,8 @@ def is_literal(node: exp.Expression) -> bool:
 
 
 def is_numeric_literal(node: exp.Expression) -> bool:
-    while isinstance(node, (exp.Neg, exp.Paren)):
+    """A number written in the query or bound from a numeric parameter (`-5`, `CAST(1.5 AS DOUBLE)`)."""
+    while isinstance(node, (exp.Neg, exp.Paren, exp.Cast, exp.TryCast)):
         node = node.this
     return isinstance(node, exp.Literal) and not node.is_string
 

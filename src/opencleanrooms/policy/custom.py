@@ -4,7 +4,7 @@ Order matters: authorization (allowedAnalyses / allowedAnalysisProviders) is dec
 so a member who may not query a table learns nothing from its refusal but that. Then, on the lineage of the
 qualified query (lineage.py): disallowedOutputColumns may not reach the output, even derived; comparisonControls
 restrict which columns are compared with literals or with other columns; aggregationThresholds are enforced by
-rewriting (thresholds.py). Differential privacy plugs in at `_differential_privacy`.
+rewriting (thresholds.py). Differential privacy queries are checked and rewritten by dp.py instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from sqlglot import exp
 
-from opencleanrooms.policy import thresholds
+from opencleanrooms.policy import dp, thresholds
 from opencleanrooms.policy.lineage import Flow, base_columns, scope_nodes
 from opencleanrooms.policy.model import QueryRequest
 from opencleanrooms.policy.parse import fragment, reject
@@ -31,17 +31,21 @@ def precheck(tree: exp.Expression, relations: Relations, request: QueryRequest) 
     """Authorization of every table, then the configurations not supported yet."""
     for name in relations.names:
         _authorize(name, relations.tables[name].rule or {}, request)
-    for name in relations.names:
-        rule = relations.tables[name].rule or {}
-        if rule.get("differentialPrivacy"):
-            _differential_privacy(tree, relations, request)
+    if _uses_differential_privacy(relations):
+        _differential_privacy(tree, relations, request)
 
 
 def enforce(tree: exp.Expression, relations: Relations, request: QueryRequest) -> exp.Expression:
     flow = Flow(tree)
     _disallowed_outputs(flow, relations)
     _comparison_controls(flow, relations)
+    if _uses_differential_privacy(relations):
+        return dp.enforce(tree, flow, relations)
     return thresholds.enforce(tree, flow, relations)
+
+
+def _uses_differential_privacy(relations: Relations) -> bool:
+    return any((relations.tables[name].rule or {}).get("differentialPrivacy") for name in relations.names)
 
 
 def _authorize(name: str, rule, request: QueryRequest) -> None:
@@ -62,10 +66,9 @@ def _authorize(name: str, rule, request: QueryRequest) -> None:
 
 
 def _differential_privacy(tree, relations: Relations, request: QueryRequest) -> None:
-    """Hook for differential privacy: a later issue plans DP queries (noise, budgets) here."""
-    names = ", ".join(f"`{n}`" for n in relations.names if (relations.tables[n].rule or {}).get("differentialPrivacy"))
-    reject(f"differential privacy queries are not supported yet (the CUSTOM rule of {names} configures "
-           f"differentialPrivacy).")
+    """DP queries are planned by dp.py (shape, contribution bounds, the cells the runner adds noise to); what needs
+    the query as written is checked here."""
+    dp.precheck(tree, relations)
 
 
 def _disallowed_outputs(flow: Flow, relations: Relations) -> None:

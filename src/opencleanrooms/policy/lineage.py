@@ -101,10 +101,11 @@ class Flow:
             return {}
         if isinstance(source, exp.Table):
             return {(source.name, column.name): DIRECT}
+        result: Lineage = {}
         for name, lineage in self.outputs(source):
-            if name == column.name:
-                return dict(lineage)
-        return {}
+            if name == column.name:  # every output of that name: an engine may resolve a duplicate either way
+                merge(result, lineage)
+        return result
 
     def child_scope(self, node: exp.Expression, scope: Scope) -> Scope | None:
         """The scope of a subquery written inside an expression of `scope`."""

@@ -19,7 +19,7 @@ from opencleanrooms.policy.resolve import Relations, source_tables
 LABEL = "LIST"
 
 
-def precheck(tree: exp.Expression) -> None:
+def precheck(tree: exp.Expression, relations: Relations, request: QueryRequest) -> None:
     if tree.find(exp.Star) is not None:
         reject("`*` is not allowed: the LIST rule requires naming each list column.")
 

@@ -67,6 +67,16 @@ class Plan:
     tree: Any = field(default=None, repr=False, compare=False)  # the rewritten sqlglot tree (Spark semantics)
     scan_schema: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
     # internal relation name -> column -> Glue type: what the engine registers, and what transpiling needs to know
+    dp_aggregations: tuple[Mapping[str, Any], ...] = ()
+    # differential privacy: one entry per output column (output, type, expression, contribution_limit, mode); the
+    # engine then returns dp.RESULT_COLUMNS cells, not `output_columns`, and the runner releases them with noise
+
+    def dp_counts(self) -> dict[str, int]:
+        """Aggregations per DP type: what the query spends from the privacy budget."""
+        counts: dict[str, int] = {}
+        for entry in self.dp_aggregations:
+            counts[entry["type"]] = counts.get(entry["type"], 0) + 1
+        return counts
 
     def sql(self, dialect: str) -> str:
         """The final query in `dialect` ('duckdb' or 'spark')."""

@@ -21,6 +21,8 @@ from opencleanrooms.policy.model import QueryRejected
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 DIALECT = "spark"
+MAX_NODES = 50_000  # a 90 KB query (AWS's limit on Clean Rooms SQL) of dense expressions stays below this
+_BALANCE_ABOVE = 8
 
 
 class CleanRoomsSpark(Spark):
@@ -101,11 +103,42 @@ def parse(sql: str) -> exp.Expression:
         reject(f"A protected query must be a SELECT statement, not {_kind(tree)}.")
     try:
         _check_nodes(tree)
+        count = 0
         for node in tree.walk():  # comments never reach the engine's SQL
             node.comments = None
+            count += 1
+        if count > MAX_NODES:
+            reject(f"The query is too complex to be analysed ({count} syntax nodes; at most {MAX_NODES}).")
+        tree = _balance(tree)
     except RecursionError:
         reject("The query is nested too deeply to be analysed.")
     return tree
+
+
+def _balance(tree: exp.Expression) -> exp.Expression:
+    """Rebuild long AND/OR chains as balanced trees. The parser builds `a OR b OR c ...` left-deep, and the
+    qualifier's cost grows with the square of a chain's depth (3,000 ORs took over 20 s); AND and OR are
+    associative, so a balanced tree means the same."""
+    for kind in (exp.And, exp.Or):
+        for node in list(tree.find_all(kind)):
+            if node.parent is None and node is not tree or isinstance(node.parent, kind):
+                continue  # not the top of a chain (or already replaced)
+            operands = list(node.flatten(unnest=False))  # keep parentheses: they carry precedence
+            if len(operands) <= _BALANCE_ABOVE:
+                continue
+            balanced = _build(kind, operands)
+            if node is tree:
+                tree = balanced
+            else:
+                node.replace(balanced)
+    return tree
+
+
+def _build(kind: type, operands: list[exp.Expression]) -> exp.Expression:
+    if len(operands) == 1:
+        return operands[0]
+    middle = len(operands) // 2
+    return kind(this=_build(kind, operands[:middle]), expression=_build(kind, operands[middle:]))
 
 
 def _check_nodes(tree: exp.Expression) -> None:

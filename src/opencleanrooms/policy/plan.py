@@ -35,7 +35,7 @@ def _plan(request: QueryRequest) -> Plan:
     tree = parse(request.sql)
     found = relations(tree, request)
     rule = _RULES[found.rule_type]
-    rule.precheck(tree, found, request) if rule is custom else rule.precheck(tree)
+    rule.precheck(tree, found, request)  # what needs the query as written: `*`, authorization
     display = _name_outputs(tree)
     tree = parameters.bind(tree, request.parameters, reject)
     tree = qualify_tree(tree, found.tables)
@@ -43,9 +43,13 @@ def _plan(request: QueryRequest) -> Plan:
     scan_names = {name: f"t{i}" for i, name in enumerate(found.names)}
     _rename_tables(tree, scan_names)
     _restore_output_case(tree, display)
+    dp_aggregations = tuple({**entry, "output": display.get(entry["output"], entry["output"])}
+                            for entry in tree.meta.get("dp", ()))
+    outputs = tuple(e["output"] for e in dp_aggregations) if dp_aggregations else tuple(output_names(tree))
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
-                output_columns=tuple(output_names(tree)), tree=tree,
-                scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()})
+                output_columns=outputs, tree=tree,
+                scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()},
+                dp_aggregations=dp_aggregations)
 
 
 def _outermost_select(tree: exp.Expression) -> exp.Select:

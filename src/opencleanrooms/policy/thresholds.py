@@ -60,7 +60,7 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
         expressions = tracer.trace(root, name, identity)
         if tracer.untraced(tree, name):
             reject(f"{_UNPROVEN.format(table=name)}: the table is read where its rows do not reach the final "
-                   f"aggregation (a subquery in an expression, or an unused CTE).")
+                   f"aggregation (a subquery in an expression, a semi or anti join, or an unused CTE).")
         if minimums[name] > 0:
             for expression in expressions:
                 hidden.append((exp.Count(this=exp.Distinct(expressions=[expression])), minimums[name]))

@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from opencleanrooms import objstore
 from opencleanrooms.catalog.s3 import S3Settings
+from opencleanrooms.errors import QueryFailure
 from opencleanrooms.results.writers import CONTENT_TYPES, EXTENSIONS, FORMATS, check_format, split, write_file
 
 DEFAULT_MAX_ROWS_PER_FILE = 1_000_000
@@ -49,12 +50,8 @@ _QUERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
 _PREFIX_SEGMENT = re.compile(r"[\w!.=*\-]+")
 
 
-class ResultWriteError(Exception):
-    """Results could not be written or read. `code` is a ProtectedQueryError code; `message` is safe to show."""
-
-    def __init__(self, message: str, code: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message, self.code, self.retryable = message, code, retryable
+class ResultWriteError(QueryFailure):
+    """Results could not be written or read."""
 
 
 @dataclass(frozen=True)

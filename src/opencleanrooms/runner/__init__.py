@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from opencleanrooms import catalog, results
 from opencleanrooms.engines import CancelToken, EngineError, Limits, QueryCancelled, QueryTimedOut, TableScan, open_engine
+from opencleanrooms.runner import dp
 from opencleanrooms.storage import protected_queries as store
 from opencleanrooms.storage.database import Database
 
@@ -165,6 +166,8 @@ class QueryRunner:
         try:
             scans = self._scans(spec)
             table = self._engine.execute(spec["sql"][self._engine.name], scans, self._settings.limits, token)
+            if spec.get("dp"):  # exact user-bounded cells in, the noisy answer out (and nothing exact)
+                table, sensitivity = dp.release(table, spec["dp"]["aggregations"], spec["dp"]["usersNoisePerQuery"])
             locations = [self._write(output, table, row["id"]) for output in spec["outputs"]]
         except QueryCancelled:
             return "CANCELLED", {}
@@ -182,7 +185,10 @@ class QueryRunner:
                                         "message": "A table the query reads cannot be read: its data is missing or "
                                                    f"unreadable. The server log has the details (query {row['id']})."}}
         deliveries = [{"accountId": o["account_id"], "location": loc} for o, loc in zip(spec["outputs"], locations)]
-        return "SUCCESS", {"result": _result(spec["report"], spec["outputs"], locations), "deliveries": deliveries}
+        extra = {"result": _result(spec["report"], spec["outputs"], locations), "deliveries": deliveries}
+        if spec.get("dp"):
+            extra["differential_privacy"] = {"sensitivityParameters": sensitivity}
+        return "SUCCESS", extra
 
     def _scans(self, spec: dict) -> list[TableScan]:
         scans = []
@@ -204,9 +210,11 @@ class QueryRunner:
                                     destination=destination, query_id=query_id)
 
     def _finish(self, row, status: str, *, error: dict | None = None, result: dict | None = None,
-                deliveries: list | None = None) -> None:
+                deliveries: list | None = None, differential_privacy: dict | None = None) -> None:
         now = time.time()
         doc = _finished(row, now, error=error, result=result)
+        if differential_privacy is not None:  # with the bounds the run released privately
+            doc["differentialPrivacy"] = differential_privacy
         if deliveries is not None:
             doc["deliveries"] = deliveries  # where each receiver's copy is; never shown through the API
         with self._db.write() as conn:

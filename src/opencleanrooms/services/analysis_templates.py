@@ -22,7 +22,7 @@ from opencleanrooms.catalog import s3 as s3_access
 from opencleanrooms.catalog.model import has_glob
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, memberships, sql_templates, tags
+from opencleanrooms.services import arns, errors, locks, sql_templates
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -49,13 +49,13 @@ _OPTIONAL_OUTPUT = ("sourceMetadata", "analysisParameters", "validations", "erro
 _CHUNK = 1024 * 1024
 
 
-def _membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
+def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
     """A membership that still has analysis templates cannot be deleted."""
     count = store.count_for_membership(conn, membership_id)
     return f"{count} analysis template{'' if count == 1 else 's'}" if count else None
 
 
-def _with_templates(resolve_membership):
+def with_templates(resolve_membership):
     """Template ARNs (`membership/<membership id>/analysistemplate/<id>`) share the `membership` resource type with
     membership ARNs; resolve both, for the template's owner only."""
 
@@ -65,11 +65,6 @@ def _with_templates(resolve_membership):
         return resolve_membership(conn, ctx, ids)
 
     return resolve
-
-
-memberships.SUBRESOURCE_CHECKS.append(_membership_in_use)
-tags.RESOLVERS["membership"] = (tags.RESOLVERS["membership"][0],
-                                _with_templates(tags.RESOLVERS["membership"][1]))
 
 
 @operation("CreateAnalysisTemplate")
@@ -91,7 +86,7 @@ def create_template(ctx: RequestContext, params: dict) -> dict:
     if source_metadata is not None:
         doc["sourceMetadata"] = source_metadata
     try:
-        with ctx.db.write() as conn:
+        with ctx.db.write(locks=[locks.membership(membership_id)]) as conn:  # the quota's count then insert
             membership = _membership(conn, ctx, membership_id, active=True)
             _check_in_collaboration(conn, membership, analysis_format, tables)
             if store.name_taken(conn, membership_id, name):

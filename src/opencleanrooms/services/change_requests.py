@@ -16,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, payment, summaries
+from opencleanrooms.services import arns, errors, locks, payment, summaries
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -48,7 +48,7 @@ def create_change_request(ctx: RequestContext, params: dict) -> dict:
 
 
 def _create(ctx: RequestContext, params: dict, collaboration_id: str) -> dict:
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, _ = creator_view(conn, ctx, collaboration_id)
         members = _members(conn, collaboration_id)
         changes = _plan(collaboration, members, params["changes"], _invalid)
@@ -96,7 +96,7 @@ def update_change_request(ctx: RequestContext, params: dict) -> dict:
 
 def _update(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, action = params["collaborationIdentifier"], params["action"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = _get(conn, params, for_update=True)
         change_request_id, status = row["id"], row["status"]

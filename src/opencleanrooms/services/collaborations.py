@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from opencleanrooms.services import arns, errors, payment, summaries
+import sqlalchemy as sa
+
+from opencleanrooms.services import arns, errors, locks, payment, summaries
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, creator_view, member_view
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -74,7 +76,7 @@ def create_collaboration(ctx: RequestContext, params: dict) -> dict:
         }
         for account, display_name, abilities, ml_abilities in specs
     ]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.account(ctx)]) as conn:  # count then insert, never two at once
         ctx.quotas.check("collaborations", store.count_created(conn, ctx.region, ctx.account_id) + 1)
         store.insert(conn, row, member_rows)
         tag_store.put(conn, row["arn"], params.get("tags") or {})
@@ -92,7 +94,7 @@ def get_collaboration(ctx: RequestContext, params: dict) -> dict:
 @operation("UpdateCollaboration")
 def update_collaboration(ctx: RequestContext, params: dict) -> dict:
     collaboration_id = params["collaborationIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, member = creator_view(conn, ctx, collaboration_id)
         changes = {"update_time": ctx.now}
         doc = dict(collaboration["doc"])
@@ -111,7 +113,7 @@ def update_collaboration(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteCollaboration")
 def delete_collaboration(ctx: RequestContext, params: dict) -> None:
     collaboration_id = params["collaborationIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         collaboration, _ = creator_view(conn, ctx, collaboration_id)
         store.mark_deleted(conn, collaboration_id, ctx.now)
         membership_store.set_status_for_collaboration(conn, collaboration_id, "COLLABORATION_DELETED", ctx.now)
@@ -142,7 +144,7 @@ def list_members(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteMember")
 def delete_member(ctx: RequestContext, params: dict) -> None:
     collaboration_id, account_id = params["collaborationIdentifier"], params["accountId"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id)]) as conn:
         creator_view(conn, ctx, collaboration_id)
         if account_id == ctx.account_id:
             raise errors.invalid_configuration("The collaboration creator cannot be removed from the collaboration; "
@@ -202,3 +204,9 @@ def _check_member_accounts(ctx: RequestContext, members: list[dict]) -> None:
                 field=f"members.{i}.member.accountId", field_message=f"Duplicate member account {account}",
             )
         seen.add(account)
+
+
+def owns_collaboration(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Collaboration ARNs, for their creator only (the tag operations)."""
+    return len(ids) == 1 and (c := store.get(conn, ctx.region, ids[0])) is not None and \
+        c["creator_account_id"] == ctx.account_id

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from opencleanrooms import catalog
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import analysis_rules, arns, errors, tags
+from opencleanrooms.services import analysis_rules, arns, errors, locks, tags
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
@@ -38,10 +38,9 @@ MAX_RULE_POLICY_KB = 100
 _DOC_FIELDS = ("description", "tableReference", "allowedColumns", "analysisMethod", "selectedAnalysisMethods")
 _UPDATE_ATTEMPTS = 3
 
-tags.RESOLVERS["configuredtable"] = (
-    RESOURCE_TYPE,
-    lambda conn, ctx, ids: len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None,
-)
+def owns_table(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Configured table ARNs (`configuredtable/<id>`), for their owner only."""
+    return len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None
 
 log = logging.getLogger("opencleanrooms")
 
@@ -55,7 +54,7 @@ def create_configured_table(ctx: RequestContext, params: dict) -> dict:
     _check_columns_exist(ctx, reference, allowed)
     configured_table_id = arns.new_id()
     arn = arns.configured_table_arn(ctx.region, ctx.account_id, configured_table_id)
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.account(ctx)]) as conn:  # count then insert, never two at once
         ctx.quotas.check("configured_tables", store.count_for_account(conn, ctx.region, ctx.account_id) + 1)
         store.insert(conn, {
             "id": configured_table_id, "region": ctx.region, "account_id": ctx.account_id, "arn": arn,
@@ -105,7 +104,7 @@ def update_configured_table(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteConfiguredTable")
 def delete_configured_table(ctx: RequestContext, params: dict) -> None:
     configured_table_id = params["configuredTableIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.configured_table(configured_table_id)]) as conn:  # against new associations
         row = _owned(conn, ctx, configured_table_id)
         for check in DELETE_CHECKS:
             left = check(conn, configured_table_id)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, payment, summaries
+from opencleanrooms.services import arns, errors, locks, payment, summaries
 from opencleanrooms.services.access import member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -32,7 +32,17 @@ def create_membership(ctx: RequestContext, params: dict) -> dict:
     collaboration_id = params["collaborationIdentifier"]
     check_new_resource_tags(params.get("tags") or {})
     membership_id = arns.new_id()
-    with ctx.db.write() as conn:
+    try:
+        row = _join(ctx, params, collaboration_id, membership_id)
+    except DuplicateError:  # storage raises it as the transaction ends: a membership row without an ACTIVE member row
+        raise _already_joined(collaboration_id, "ACTIVE") from None
+    return {"membership": membership_view(row)}
+
+
+def _join(ctx: RequestContext, params: dict, collaboration_id: str, membership_id: str):
+    # The collaboration's key serialises joins of its members (each rewrites every member's summary); the
+    # account's key makes the memberships quota's count-then-insert atomic.
+    with ctx.db.write(locks=[locks.collaboration(collaboration_id), locks.account(ctx)]) as conn:
         collaboration, member = member_view(conn, ctx, collaboration_id)
         if member["status"] != "INVITED":
             raise _already_joined(collaboration_id, member["status"])
@@ -46,20 +56,16 @@ def create_membership(ctx: RequestContext, params: dict) -> dict:
         doc = {key: params[key] for key in _DOC_FIELDS if key in params}
         doc.setdefault("isMetricsEnabled", False)
         arn = arns.membership_arn(ctx.region, ctx.account_id, membership_id)
-        try:
-            store.insert(conn, {
-                "id": membership_id, "region": ctx.region, "arn": arn, "account_id": ctx.account_id,
-                "collaboration_id": collaboration_id, "status": "ACTIVE", "create_time": ctx.now,
-                "update_time": ctx.now, "doc": doc,
-            })
-        except DuplicateError:
-            raise _already_joined(collaboration_id, "ACTIVE") from None
+        store.insert(conn, {
+            "id": membership_id, "region": ctx.region, "arn": arn, "account_id": ctx.account_id,
+            "collaboration_id": collaboration_id, "status": "ACTIVE", "create_time": ctx.now,
+            "update_time": ctx.now, "doc": doc,
+        })
         collaboration_store.update_member(conn, collaboration_id, ctx.account_id, status="ACTIVE",
                                           membership_id=membership_id, update_time=ctx.now)
         tag_store.put(conn, arn, params.get("tags") or {})
         summaries.refresh(conn, collaboration_id)
-        row = store.get(conn, ctx.region, ctx.account_id, membership_id)
-    return {"membership": membership_view(row)}
+        return store.get(conn, ctx.region, ctx.account_id, membership_id)
 
 
 @operation("GetMembership")
@@ -72,7 +78,7 @@ def get_membership(ctx: RequestContext, params: dict) -> dict:
 @operation("UpdateMembership")
 def update_membership(ctx: RequestContext, params: dict) -> dict:
     membership_id = params["membershipIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=locks.membership_keys(ctx, membership_id)) as conn:
         row = owned_membership(conn, ctx, membership_id)
         if row["status"] != "ACTIVE":
             raise errors.conflict(f"Membership {membership_id} is {row['status']} and can no longer be updated.",
@@ -91,13 +97,12 @@ def update_membership(ctx: RequestContext, params: dict) -> dict:
 @operation("DeleteMembership")
 def delete_membership(ctx: RequestContext, params: dict) -> None:
     membership_id = params["membershipIdentifier"]
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=locks.membership_keys(ctx, membership_id)) as conn:
         row = owned_membership(conn, ctx, membership_id)
-        for check in SUBRESOURCE_CHECKS:
-            left = check(conn, membership_id)
-            if left:
-                raise errors.conflict(f"Membership {membership_id} still has {left}; delete them first.",
-                                      membership_id, "MEMBERSHIP", "SUBRESOURCES_EXIST")
+        left = [what for check in SUBRESOURCE_CHECKS if (what := check(conn, membership_id))]
+        if left:  # name everything that is left, so one answer says all there is to delete
+            raise errors.conflict(f"Membership {membership_id} still has {' and '.join(left)}; delete them first.",
+                                  membership_id, "MEMBERSHIP", "SUBRESOURCES_EXIST")
         if row["status"] == "ACTIVE":
             if row["collaboration_creator_account_id"] == ctx.account_id:
                 raise errors.conflict(_CREATOR_CANNOT_LEAVE, membership_id, "MEMBERSHIP", "INVALID_STATE")
@@ -131,3 +136,6 @@ def _already_joined(collaboration_id: str, status: str) -> ServiceError:
                            "no longer join.", collaboration_id, "COLLABORATION", "INVALID_STATE")
 
 
+def owns_membership(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Membership ARNs, for their owner only (the tag operations)."""
+    return len(ids) == 1 and store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None

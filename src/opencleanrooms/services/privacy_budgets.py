@@ -25,7 +25,7 @@ from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.privacy import budgets, costs
 from opencleanrooms.privacy.costs import AGGREGATION_TYPES, BudgetExhausted
-from opencleanrooms.services import arns, errors, memberships, tags
+from opencleanrooms.services import arns, errors
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, member_view, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -51,15 +51,15 @@ _ASSOCIATION_ARN = re.compile(
     r"configuredtableassociation/(?P<a1>[\w-]+)|configuredtableassociation/(?P<m2>[\w-]+)/(?P<a2>[\w-]+))$")
 
 
-def _membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
+def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
     """A membership that still has privacy budget templates cannot be deleted."""
     count = store.count_for_membership(conn, membership_id)
     return f"{count} privacy budget template{'' if count == 1 else 's'}" if count else None
 
 
-memberships.SUBRESOURCE_CHECKS.append(_membership_in_use)
-tags.RESOLVERS["privacybudgettemplate"] = (RESOURCE_TYPE, lambda conn, ctx, ids: len(ids) == 1 and
-                                           store.get_owned(conn, ctx.region, ctx.account_id, ids[0]) is not None)
+def owns_template(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+    """Privacy budget template ARNs (`privacybudgettemplate/<id>`), for their owner only."""
+    return len(ids) == 1 and store.get_owned(conn, ctx.region, ctx.account_id, ids[0]) is not None
 
 
 # ------------------------------------------------------------------------------------------------ templates

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from opencleanrooms import catalog, policy
 from opencleanrooms.policy.parameters import value_problem
-from opencleanrooms.services import arns, errors, schemas
+from opencleanrooms.privacy.costs import BudgetExhausted
+from opencleanrooms.services import arns, errors, locks, privacy_budgets, schemas
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
@@ -77,6 +78,11 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
             parameters=parameters))
         _check_tables_usable(plan, rows, sources, facts, receivers)
         spec = _spec(plan, rows, sources, outputs, report, sql)
+        if plan.dp_aggregations:  # the runner adds the noise; the bounds are added once it has released them
+            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations]}
+            doc["differentialPrivacy"] = {"sensitivityParameters": [
+                {"aggregationType": e["type"], "aggregationExpression": e["expression"],
+                 "userContributionLimit": e["contribution_limit"]} for e in plan.dp_aggregations]}
     except policy.QueryRejected as exc:
         error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
     except catalog.CatalogError as exc:
@@ -94,9 +100,24 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
     logged = _logging_memberships(collaboration, memberships, ctx.account_id,
                                   [rows[n]["account_id"] for n in (spec or {}).get("table_names", [])])
-    with ctx.db.write() as conn:
+    # The keys of what this write counts (concurrent queries of the membership and the account) and spends (the
+    # collaboration's budgets), so that concurrent starts on PostgreSQL neither overrun a quota nor double-spend.
+    keys = [locks.membership(membership_id), locks.account(ctx), locks.collaboration(collaboration["id"])]
+    with ctx.db.write(locks=keys) as conn:
         if status == "SUBMITTED":
             _check_concurrency(ctx, conn, membership_id)
+            try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa
+                paid = privacy_budgets.spend(conn, collaboration["id"], ctx.now, plan.dp_counts(),
+                                             [rows[name]["id"] for name in spec["table_names"]])
+                if "dp" in spec:  # the noise is drawn with the setting the query was priced with
+                    spec["dp"]["usersNoisePerQuery"] = paid.users_noise_per_query
+                    spec["dp"]["epsilon"] = f"{paid.epsilon.numerator}/{paid.epsilon.denominator}"
+            except BudgetExhausted as exc:
+                status = row["status"] = "FAILED"
+                spec.pop("dp", None)
+                doc.pop("differentialPrivacy", None)
+                doc.update(error={"code": "INVALID_RESOURCE", "message": str(exc), "retry": {"retryable": False}},
+                           statistics={"totalDurationInMillis": 0})
         store.insert(conn, row, viewers, logged)
     if status == "SUBMITTED" and ctx.wake_runner is not None:
         ctx.wake_runner()

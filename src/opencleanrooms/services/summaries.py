@@ -30,7 +30,7 @@ def refresh(conn: sa.Connection, collaboration_id: str) -> None:
 def backfill(db: Database) -> int:
     """Fill summaries missing from rows written before they existed (once, after the migration that added them,
     so that an ordinary start costs nothing); returns the collaborations refreshed."""
-    with db.write() as conn:
+    with db.write(locks=[server_state.LOCK]) as conn:
         if not server_state.exists(conn, SUMMARIES_BACKFILL):
             return 0
         ids = set(collaboration_store.ids_missing_summaries(conn))

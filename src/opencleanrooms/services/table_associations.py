@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import analysis_rules, arns, configured_tables, errors, memberships, tags
+from opencleanrooms.services import analysis_rules, arns, configured_tables, errors, locks
 from opencleanrooms.services.access import PARTICIPANT_STATUSES, owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -46,19 +46,19 @@ def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
 
 
-def _membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
+def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
     """A membership that still has associations cannot be deleted."""
     count = store.count_for_membership(conn, membership_id)
     return _plural(count, "configured table association") if count else None
 
 
-def _table_in_use(conn: sa.Connection, configured_table_id: str) -> str | None:
+def table_in_use(conn: sa.Connection, configured_table_id: str) -> str | None:
     """A configured table that is still associated cannot be deleted."""
     count = store.count_for_configured_table(conn, configured_table_id)
     return f"it is associated with {_plural(count, 'collaboration')}" if count else None
 
 
-def _table_rule_in_use(conn: sa.Connection, configured_table_id: str, rule_type: str) -> str | None:
+def table_rule_in_use(conn: sa.Connection, configured_table_id: str, rule_type: str) -> str | None:
     """Nor can its analysis rule while an association of the table has a collaboration rule of that type."""
     count = store.count_rules_for_configured_table(conn, configured_table_id, rule_type)
     if not count:
@@ -67,15 +67,11 @@ def _table_rule_in_use(conn: sa.Connection, configured_table_id: str, rule_type:
             f"{rule_type} collaboration analysis rule; delete {'it' if count == 1 else 'them'} first")
 
 
-def _owns_association(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
+def owns_association(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
     """Association ARNs as the outputs give them: configuredtableassociation/<membership id>/<association id>."""
     return len(ids) == 2 and store.get_owned(conn, ctx.region, ctx.account_id, *ids) is not None
 
 
-memberships.SUBRESOURCE_CHECKS.append(_membership_in_use)
-configured_tables.DELETE_CHECKS.append(_table_in_use)
-configured_tables.RULE_DELETE_CHECKS.append(_table_rule_in_use)
-tags.RESOLVERS["configuredtableassociation"] = (RESOURCE_TYPE, _owns_association)
 
 
 @operation("CreateConfiguredTableAssociation")
@@ -86,7 +82,8 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
     association_id = arns.new_id()
     arn = arns.configured_table_association_arn(ctx.region, ctx.account_id, membership_id, association_id)
     try:
-        with ctx.db.write() as conn:
+        with ctx.db.write(locks=[locks.membership(membership_id), locks.configured_table(configured_table_id)]) \
+                as conn:  # neither is deleted meanwhile
             membership = _membership(conn, ctx, membership_id, active=True)
             collaboration_id = membership["collaboration_id"]
             table = table_store.get(conn, ctx.region, ctx.account_id, configured_table_id)

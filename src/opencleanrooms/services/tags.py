@@ -8,31 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from opencleanrooms.services import arns, errors
+from opencleanrooms.services import arns, errors, locks
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.registry import operation
-from opencleanrooms.storage import collaborations as collaboration_store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import tags as store
 
 MAX_TAGS_PER_RESOURCE = 50
 RESERVED_PREFIX = "aws:"
 
-# ARN resource type -> (ResourceNotFoundException resourceType, exists(conn, ctx, ids))
-RESOLVERS: dict[str, tuple[str, Callable]] = {
-    "collaboration": ("COLLABORATION", lambda conn, ctx, ids: len(ids) == 1 and (
-        (c := collaboration_store.get(conn, ctx.region, ids[0])) is not None
-        and c["creator_account_id"] == ctx.account_id)),
-    "membership": ("MEMBERSHIP", lambda conn, ctx, ids: len(ids) == 1 and
-                   membership_store.get(conn, ctx.region, ctx.account_id, ids[0]) is not None),
-}
+# ARN resource type -> (ResourceNotFoundException resourceType, exists(conn, ctx, ids)): filled by services.wiring
+# from the families that own each kind of resource.
+RESOLVERS: dict[str, tuple[str, Callable]] = {}
 
 
 @operation("TagResource")
 def tag_resource(ctx: RequestContext, params: dict) -> dict:
     arn, new_tags = params["resourceArn"], params["tags"]
     _check_keys(new_tags, "tags")
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.resource(arn)]) as conn:  # the count, and delete-then-insert of a key
         _require_owned(conn, ctx, arn)
         _check_count(store.get(conn, arn) | new_tags)
         store.put(conn, arn, new_tags)
@@ -49,7 +42,7 @@ def check_new_resource_tags(tags: dict) -> None:
 def untag_resource(ctx: RequestContext, params: dict) -> dict:
     arn, keys = params["resourceArn"], params["tagKeys"]
     _check_keys(dict.fromkeys(keys), "tagKeys")
-    with ctx.db.write() as conn:
+    with ctx.db.write(locks=[locks.resource(arn)]) as conn:
         _require_owned(conn, ctx, arn)
         store.remove(conn, arn, list(keys))
     return {}

@@ -69,7 +69,9 @@ def page_members(conn: sa.Connection, collaboration_id: str, after: int | None, 
 
 
 def members_of(conn: sa.Connection, collaboration_id: str):
-    return conn.execute(sa.select(M).where(M.c.collaboration_id == collaboration_id)).mappings().all()
+    """In a fixed order (seq), so that writers rewriting them lock rows in the same order."""
+    return conn.execute(
+        sa.select(M).where(M.c.collaboration_id == collaboration_id).order_by(M.c.seq)).mappings().all()
 
 
 def set_member_summary(conn: sa.Connection, seq: int, summary: str) -> None:

@@ -67,7 +67,9 @@ def page_for_account(conn: sa.Connection, region: str, account_id: str, status: 
 
 
 def joined_for_collaboration(conn: sa.Connection, collaboration_id: str):
-    return conn.execute(_JOINED.where(MS.c.collaboration_id == collaboration_id)).mappings().all()
+    """In a fixed order (seq), so that writers rewriting them lock rows in the same order."""
+    return conn.execute(
+        _JOINED.where(MS.c.collaboration_id == collaboration_id).order_by(MS.c.seq)).mappings().all()
 
 
 def set_summary(conn: sa.Connection, membership_id: str, summary: str) -> None:

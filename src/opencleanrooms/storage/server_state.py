@@ -8,6 +8,10 @@ import sqlalchemy as sa
 
 from opencleanrooms.storage.schema import server_state as S
 
+# The advisory lock key of start-up writes that every server process makes (demo keys, the token key, backfills):
+# read-then-insert, so processes starting together must take turns.
+LOCK = ("server-state",)
+
 
 def get_or_create_secret(conn: sa.Connection, name: str) -> str:
     value = conn.execute(sa.select(S.c.value).where(S.c.name == name)).scalar()
