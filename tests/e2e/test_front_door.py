@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from opencleanrooms import __version__
@@ -105,11 +106,13 @@ def test_database_url_invalid_unreachable_or_driver_missing(tmp_path):
     line = assert_one_line_error(run("migrate", "--database-url", f"sqlite:///{tmp_path}/missing/dir/x.db"),
                                  "cannot open the database", code=1)
     assert "unable to open database file" in line
-    probe = subprocess.run([sys.executable, "-c", "import psycopg"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip("the PostgreSQL driver is installed here")
-    line = assert_one_line_error(run("serve", "--database-url", "postgresql://user:hunter2@localhost:1/db"),
-                                 "pip install 'opencleanrooms[postgresql]'", code=1)
+    # The driver missing, whether or not it is installed here: the command runs with psycopg's import blocked.
+    blocked = ("import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None; "
+               "from opencleanrooms.cli import main; raise SystemExit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", blocked, "serve", "--data-dir", str(tmp_path / "d"),
+                             "--database-url", "postgresql://user:hunter2@localhost:1/db"],
+                            capture_output=True, text=True, timeout=60)
+    line = assert_one_line_error(result, "pip install 'opencleanrooms[postgresql]'", code=1)
     assert "hunter2" not in line
 
 
@@ -189,9 +192,13 @@ def test_port_zero_serves_on_the_port_the_banner_shows(tmp_path):
     try:
         port = int(re.search(r"http://localhost:(\d+)", banner)[1])
         assert port != 0
-        server = ServerProcess(tmp_path / "data", port=port)  # not started: only its account and client helpers
-        account = server.new_account()
-        assert server.client(account).list_collaborations()["collaborationList"] == []
+        key, secret = "AKIAPORTZERO00000001", "port-zero-secret"
+        created = run("credentials", "create", "--data-dir", str(tmp_path / "data"), "--account-id", "123456789012",
+                      "--access-key-id", key, "--secret-access-key", secret)
+        assert created.returncode == 0, created.stderr
+        client = boto3.client("cleanrooms", endpoint_url=f"http://localhost:{port}", region_name="us-east-1",
+                              aws_access_key_id=key, aws_secret_access_key=secret)
+        assert client.list_collaborations()["collaborationList"] == []
     finally:
         process.terminate()
         process.wait(timeout=15)
