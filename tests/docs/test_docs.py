@@ -18,8 +18,9 @@ file with `python -m pytest`; `<!-- docs-test: skip: REASON -->` does not run it
 
 README.md starts from nothing: its first block creates `.venv` and installs the package into it, so the README's
 client examples prove that the server's own venv can run them. The other pages start with this test run's venv
-active, as the README tells the reader to have it. The demo server port is 8000 as written, unless something else
-on this machine listens there; then a free port replaces 8000 throughout the page.
+active, as the README tells the reader to have it. The one change made to the text: the pages' servers listen on
+8000, which other test runs on the same machine may be using at the same moment, so a free port replaces 8000
+(`localhost:8000`, and `--port N` added to `opencleanrooms serve`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -100,15 +102,6 @@ def test_the_readme_test_command_is_what_ci_runs():
 # ------------------------------------------------------------------------------------------------ the runner
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,13 +119,13 @@ def _copy_repository(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def _machine_env(home: Path) -> dict[str, str]:
-    """A fresh user's environment: the machine's PATH and pip configuration (package index), nothing of ours."""
+def _machine_env(home: Path, tmp: Path) -> dict[str, str]:
+    """A fresh user's environment: the machine's PATH and pip configuration (package index), nothing of ours.
+    `tmp` is the page's TMPDIR."""
     ours = {str(Path(sys.executable).parent), os.path.join(os.environ.get("VIRTUAL_ENV", "/nonexistent"), "bin")}
     path = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if d and d not in ours]
-    env = {"PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(home / "tmp")}
+    env = {"PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TMPDIR": str(tmp)}
     env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
     return env
 
 
@@ -140,6 +133,7 @@ class PageRunner:
     def __init__(self, page: str, workdir: Path, home: Path, env: dict[str, str], port: int) -> None:
         self.page, self.cwd, self.home, self.env, self.port = page, workdir, home, env, port
         self.server: subprocess.Popen | None = None
+        self.groups: list[int] = []  # process groups of sh blocks, for what they leave running in the background
         self.server_log: Path | None = None
         self.scratch = home / "blocks"
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -171,11 +165,19 @@ class PageRunner:
     # -- kinds of blocks
 
     def shell(self, block: Block) -> None:
-        env_file, cwd_file = self.scratch / "env", self.scratch / "cwd"
+        """Output goes to a file, not a pipe, so that a command the block leaves running (`... &`) does not keep
+        the block from ending; such commands stay in the block's process group until the page ends."""
+        env_file, cwd_file, out = self.scratch / "env", self.scratch / "cwd", self.scratch / f"sh_{block.line}.log"
         script = f"{self.text(block)}\nenv -0 > {env_file}\npwd > {cwd_file}\n"
-        result = subprocess.run(["bash", "-e", "-c", script], cwd=self.cwd, env=self.env, capture_output=True,
-                                text=True, timeout=600)
-        assert result.returncode == 0, f"{block} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        with open(out, "w") as log:
+            process = subprocess.Popen(["bash", "-e", "-c", script], cwd=self.cwd, env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.groups.append(process.pid)
+        try:
+            code = process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{block} did not end:\n{out.read_text(errors='replace')}") from None
+        assert code == 0, f"{block} failed ({code}):\n{out.read_text(errors='replace')}"
         self.env = dict(item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item)
         for name in ("_", "SHLVL", "OLDPWD", "PWD"):
             self.env.pop(name, None)
@@ -239,6 +241,22 @@ class PageRunner:
             time.sleep(0.2)
         raise AssertionError(f"{block}: no banner:\n{self.server_log.read_text(errors='replace')}")
 
+    def stop_background(self) -> None:
+        """SIGTERM to what the page's blocks left running (a throwaway PostgreSQL server, say), then SIGKILL."""
+        for signum, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+            alive = []
+            for group in self.groups:
+                try:
+                    os.killpg(group, signum)
+                    alive.append(group)
+                except ProcessLookupError:
+                    pass
+            if not alive:
+                return
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and any(_group_alive(g) for g in alive):
+                time.sleep(0.2)
+
     def stop_server(self) -> None:
         if self.server is None:
             return
@@ -260,6 +278,14 @@ class PageRunner:
         return found
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _is_server(text: str) -> bool:
     """The block's last command runs `opencleanrooms serve` in the foreground."""
     last = text.strip().replace("\\\n", " ").splitlines()[-1].strip()
@@ -275,14 +301,22 @@ def test_page_runs_as_written(page, tmp_path):
     workdir.mkdir()
     home.mkdir()
     _copy_repository(workdir)
-    env = _machine_env(home)
+    # The page's TMPDIR outside pytest's private (0700) directories: under root, docs/postgresql.md's throwaway
+    # PostgreSQL server runs as `nobody` and must reach its data directory there (as .ci/run arranges for CI).
+    tmp = Path(tempfile.mkdtemp(prefix="ocr-docs-"))
+    tmp.chmod(0o711)
+    env = _machine_env(home, tmp)
     if page != "README.md":  # the README told the reader to activate the venv for every later page
         venv = Path(sys.executable).parent
         env["PATH"] = f"{venv}{os.pathsep}{env['PATH']}"
         env["VIRTUAL_ENV"] = str(venv.parent)
-    runner = PageRunner(page, workdir, home, env, 8000 if _port_is_free(8000) else _free_port())
+    runner = PageRunner(page, workdir, home, env, _free_port())
     try:
         for block in blocks:
             runner.run(block)
     finally:
-        runner.stop_server()
+        try:
+            runner.stop_server()
+        finally:
+            runner.stop_background()
+            shutil.rmtree(tmp, ignore_errors=True)

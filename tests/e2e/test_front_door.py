@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from opencleanrooms import __version__
@@ -105,11 +106,13 @@ def test_database_url_invalid_unreachable_or_driver_missing(tmp_path):
     line = assert_one_line_error(run("migrate", "--database-url", f"sqlite:///{tmp_path}/missing/dir/x.db"),
                                  "cannot open the database", code=1)
     assert "unable to open database file" in line
-    probe = subprocess.run([sys.executable, "-c", "import psycopg"], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip("the PostgreSQL driver is installed here")
-    line = assert_one_line_error(run("serve", "--database-url", "postgresql://user:hunter2@localhost:1/db"),
-                                 "pip install 'opencleanrooms[postgresql]'", code=1)
+    # The driver missing, whether or not it is installed here: the command runs with psycopg's import blocked.
+    blocked = ("import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None; "
+               "from opencleanrooms.cli import main; raise SystemExit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", blocked, "serve", "--data-dir", str(tmp_path / "d"),
+                             "--database-url", "postgresql://user:hunter2@localhost:1/db"],
+                            capture_output=True, text=True, timeout=60)
+    line = assert_one_line_error(result, "pip install 'opencleanrooms[postgresql]'", code=1)
     assert "hunter2" not in line
 
 
@@ -189,9 +192,13 @@ def test_port_zero_serves_on_the_port_the_banner_shows(tmp_path):
     try:
         port = int(re.search(r"http://localhost:(\d+)", banner)[1])
         assert port != 0
-        server = ServerProcess(tmp_path / "data", port=port)  # not started: only its account and client helpers
-        account = server.new_account()
-        assert server.client(account).list_collaborations()["collaborationList"] == []
+        key, secret = "AKIAPORTZERO00000001", "port-zero-secret"
+        created = run("credentials", "create", "--data-dir", str(tmp_path / "data"), "--account-id", "123456789012",
+                      "--access-key-id", key, "--secret-access-key", secret)
+        assert created.returncode == 0, created.stderr
+        client = boto3.client("cleanrooms", endpoint_url=f"http://localhost:{port}", region_name="us-east-1",
+                              aws_access_key_id=key, aws_secret_access_key=secret)
+        assert client.list_collaborations()["collaborationList"] == []
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -267,3 +274,23 @@ def test_catalog_add_refuses_missing_locations_and_blank_csvs(tmp_path):
     (tmp_path / "ok.csv").write_text("user_id,spend\n")  # emptied after it was added: refused when read
     schema = run("catalog", "schema", *table)
     assert schema.returncode == 1 and "has a header line but no data rows" in schema.stderr
+
+
+def test_a_csv_emptied_after_it_was_added_is_refused_when_read(cleanrooms_server, cleanrooms_accounts, tmp_path):
+    """The API side of the same rule, on the pytest plugin's server: the data went bad after `catalog add`. The
+    caller gets the request id; the server log has the reason (locations are the operator's business)."""
+    alice = cleanrooms_accounts.alice
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,total\n1,2.5\n")
+    alice.add_table("sales", "orders", orders)
+    orders.write_text("order_id,total\n")
+    with pytest.raises(alice.client.exceptions.ValidationException) as info:
+        alice.client.create_configured_table(
+            name="orders", analysisMethod="DIRECT_QUERY", allowedColumns=["order_id"],
+            tableReference={"glue": {"databaseName": "sales", "tableName": "orders"}})
+    message = info.value.response["Error"]["Message"]
+    assert "Table sales.orders cannot be read" in message
+    request_id = re.search(r"request ID ([0-9a-f-]{36})", message)[1]
+    time.sleep(0.3)
+    logged = [line for line in cleanrooms_server.log_text().splitlines() if request_id in line]
+    assert any("has a header line but no data rows" in line for line in logged), logged
