@@ -40,7 +40,7 @@ def test_protected_query_example(tmp_path):
     """The allowed query succeeds with its result delivered to the publisher, the refused one fails with the rule's
     message, exactly as docs/example.md shows (ids aside); the CLI shows and fetches the result."""
     data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "opencleanrooms", "catalog", "import", "--samples", "--data-dir", str(data)],
+    subprocess.run([sys.executable, "-m", "opencleanrooms", "catalog", "import", "--samples", *storage_args(data)],
                    check=True, capture_output=True)
     server = ServerProcess(data).start()
     try:
@@ -55,12 +55,12 @@ def test_protected_query_example(tmp_path):
         assert {k: v for k, v in printed[case].items() if k != "id"} == {
             k: v for k, v in shown[case].items() if k != "id"}
     show = subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "show", printed["allowed"]["id"],
-                           "--data-dir", str(data)], check=True, capture_output=True, text=True).stdout
+                           *storage_args(data)], check=True, capture_output=True, text=True).stdout
     assert "SUCCESS" in show and "result for 222222222222" in show and "30 rows" in show
     out = tmp_path / "reach.csv"
     subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "fetch", printed["allowed"]["id"], "--output",
-                    str(out), "--data-dir", str(data)], check=True, capture_output=True)
+                    str(out), *storage_args(data)], check=True, capture_output=True)
     assert len(out.read_text().splitlines()) == 31  # header + 30 pairs
     refused = subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "show", printed["refused"]["id"],
-                              "--data-dir", str(data)], capture_output=True, text=True)
+                              *storage_args(data)], capture_output=True, text=True)
     assert refused.returncode == 1 and "MALFORMED_QUERY" in refused.stdout

@@ -387,8 +387,8 @@ def test_query_logs_record_every_query_for_members_who_log(server, party, tmp_pa
     refused = start(world, "SELECT email FROM customers")
 
     def log(who) -> list[dict]:
-        printed = subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "log", "--data-dir",
-                                  str(server.data_dir), "--membership-id", world.mid(who)],
+        printed = subprocess.run([sys.executable, "-m", "opencleanrooms", "query", "log", *server.storage_args,
+                                  "--membership-id", world.mid(who)],
                                  check=True, capture_output=True, text=True).stdout
         return [json.loads(line) for line in printed.splitlines()]
 
