@@ -159,10 +159,10 @@ def update_protected_query(ctx: RequestContext, params: dict) -> dict:
         if row["status"] in store.FINAL_STATUSES:
             raise errors.conflict(f"Protected query {query_id} has already finished with status {row['status']}; "
                                   "it cannot be cancelled.", query_id, "MEMBERSHIP", "INVALID_STATE")
-        if row["status"] == "SUBMITTED":
-            doc = dict(row["doc"], statistics={"totalDurationInMillis": _millis(ctx.now - row["create_time"])})
-            store.transition(conn, query_id, ["SUBMITTED"], "CANCELLED", ctx.now, doc=doc)
-        elif row["status"] == "STARTED":
+        # Conditional updates, in this order: a runner may claim the query between the read above and these
+        # (PostgreSQL reads do not block writers), and then the second one applies.
+        doc = dict(row["doc"], statistics={"totalDurationInMillis": _millis(ctx.now - row["create_time"])})
+        if not store.transition(conn, query_id, ["SUBMITTED"], "CANCELLED", ctx.now, doc=doc):
             store.transition(conn, query_id, ["STARTED"], "CANCELLING", ctx.now)
         row = store.get(conn, query_id)
     if ctx.wake_runner is not None:
