@@ -269,13 +269,25 @@ class PageRunner:
         except ProcessLookupError:
             pass
         output = self.server_log.read_text(errors="replace")
-        assert "Traceback" not in output, output[-4000:]
+        assert not _tracebacks(output), output[-4000:]
         self.server = None
 
     def which(self, name: str) -> str:
         found = shutil.which(name, path=self.env["PATH"])
         assert found, f"no {name} on the page's PATH {self.env['PATH']}"
         return found
+
+
+def _tracebacks(output: str) -> list[str]:
+    """The exceptions of the tracebacks in a server's output, except KeyboardInterrupt: Ctrl-C reaches every
+    process of the terminal's group, and a worker process still starting up (importing) reports it so."""
+    lines, found = output.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            final = next((x for x in lines[i + 1:] if x and not x[0].isspace()), "")
+            if not final.startswith("KeyboardInterrupt"):
+                found.append(final)
+    return found
 
 
 def _group_alive(group: int) -> bool:
