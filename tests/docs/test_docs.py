@@ -284,7 +284,10 @@ def _tracebacks(output: str) -> list[str]:
     lines, found = output.splitlines(), []
     for i, line in enumerate(lines):
         if line.startswith("Traceback (most recent call last)"):
-            final = next((x for x in lines[i + 1:] if x and not x[0].isspace()), "")
+            # a worker interrupted while Python itself starts says so first ("Fatal Python error:
+            # init_import_site"), then shows the KeyboardInterrupt
+            final = next((x for x in lines[i + 1:] if x and not x[0].isspace()
+                          and not x.startswith("Fatal Python error: init_import_site")), "")
             if not final.startswith("KeyboardInterrupt"):
                 found.append(final)
     return found
