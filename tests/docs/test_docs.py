@@ -287,7 +287,7 @@ def _tracebacks(output: str) -> list[str]:
             # a worker interrupted while Python itself starts says so first ("Fatal Python error:
             # init_import_site"), then shows the KeyboardInterrupt
             final = next((x for x in lines[i + 1:] if x and not x[0].isspace()
-                          and not x.startswith("Fatal Python error: init_import_site")), "")
+                          and not x.startswith(("Fatal Python error: init_import_site", "Traceback ("))), "")
             if not final.startswith("KeyboardInterrupt"):
                 found.append(final)
     return found
