@@ -279,3 +279,64 @@ def test_an_export_is_written_to_s3_through_the_servers_settings(s3_world):
     assert failed["status"] == "FAILED"
     assert failed["error"]["code"] == "RESOURCE_NOT_FOUND" and "no-such-bucket" in failed["error"]["message"]
     assert [s["analysisLogExportId"] for s in listed(alice, mid, status="FAILED")] == [missing["analysisLogExportId"]]
+
+
+def test_an_export_its_server_stopped_writing_ends_failed(server, world):
+    """An export left IN_PROGRESS past its deadline (the process writing it died) is reported FAILED, everywhere
+    alike, and no longer blocks another export to the same destination."""
+    from opencleanrooms.storage import analysis_log_exports as export_store
+
+    alice, mid, query = world.alice, world.mid(world.alice), world.query
+    export_id = str(uuid.uuid4())
+    with server.db.write() as conn:  # what a server that died mid-export leaves behind
+        export_store.insert(conn, {
+            "id": export_id, "region": "us-east-1", "account_id": alice.id,
+            "collaboration_id": world.collaboration["id"], "membership_id": mid, "analysis_id": query["id"],
+            "analysis_type": "PROTECTED_QUERY", "status": "IN_PROGRESS", "create_time": 1_700_000_000.0,
+            "update_time": 1_700_000_000.0, "deadline": 1_700_000_600.0,
+            "doc": {"resultConfiguration": destination()}})
+    assert [s["status"] for s in listed(alice, mid, status="FAILED")] == ["FAILED"]
+    found = get(alice, mid, export_id)
+    assert found["status"] == "FAILED" and found["error"]["code"] == "INTERNAL_ERROR"
+    assert listed(alice, mid, status="IN_PROGRESS") == []
+    e = export(alice, mid, query["id"])  # same query and destination: not blocked
+    assert finished(alice, mid, e["analysisLogExportId"])["status"] == "SUCCESS"
+
+
+def test_change_requests_grant_and_revoke_the_ability(party):
+    """Inviting with the ability, and granting or revoking it, are the export ability's own change types."""
+    alice, bob, carol = party(), party(), party()
+    collaboration = alice.client.create_collaboration(
+        name="c", description="d", creatorDisplayName="A", creatorMemberAbilities=["CAN_QUERY", ABILITY],
+        queryLogStatus="DISABLED", members=[{"accountId": bob.id, "displayName": "B", "memberAbilities": []}],
+        autoApprovedChangeRequestTypes=["ADD_MEMBER", "GRANT_EXPORT_QUERY_ANALYSIS_LOG_ABILITY",
+                                        "REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"])["collaboration"]
+    cid = collaboration["id"]
+
+    def change(account, wanted):
+        spec = {"accountId": account, "memberAbilities": wanted}
+        if account not in abilities():
+            spec["displayName"] = "C"  # needed to invite; names are not changed afterwards
+        return alice.client.create_collaboration_change_request(collaborationIdentifier=cid, changes=[{
+            "specificationType": "MEMBER", "specification": {"member": spec}}])["collaborationChangeRequest"]
+
+
+    def abilities():
+        return {m["accountId"]: sorted(m["abilities"]) for m in alice.client.list_members(
+            collaborationIdentifier=cid)["memberSummaries"]}
+
+    made = change(bob.id, [ABILITY])
+    assert (made["status"], made["changes"][0]["types"]) == ("COMMITTED", ["GRANT_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"])
+    made = change(carol.id, [ABILITY])
+    assert made["changes"][0]["types"] == ["ADD_MEMBER", "GRANT_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"]
+    assert abilities() == {alice.id: sorted(["CAN_QUERY", ABILITY]), bob.id: [ABILITY], carol.id: [ABILITY]}
+    made = change(alice.id, [])  # the creator's CAN_QUERY stays
+    assert made["changes"][0]["types"] == ["REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"]
+    assert abilities()[alice.id] == ["CAN_QUERY"]
+    # granting one ability and revoking another is two types, and not auto-approved here (no other member is
+    # ACTIVE to vote, so it is APPROVED at once and waits for the creator's COMMIT)
+    made = change(bob.id, ["CAN_RECEIVE_RESULTS"])
+    assert made["status"] == "APPROVED" and made["isAutoApproved"] is False
+    assert made["changes"][0]["types"] == ["GRANT_RECEIVE_RESULTS_ABILITY", "REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"]
+    response = raises("ValidationException", change, carol.id, [ABILITY])  # nothing would change
+    assert response["reason"] == "INVALID_CONFIGURATION"
