@@ -50,7 +50,9 @@ def start_export(ctx: RequestContext, params: dict) -> dict:
         raise errors.validation(f"keyPrefix {key_prefix!r} is not a usable S3 key prefix: it may not contain `.` or "
                                 "`..` segments.", field=f"{_S3_FIELD}.keyPrefix") from None
     export_id = arns.new_id()
-    with ctx.db.write(locks=[locks.membership(membership_id)]) as conn:  # one check-then-insert at a time
+    # The collaboration's key: the runner and the payer (two memberships) may export the same query at once, and
+    # the in-progress check then insert must not interleave.
+    with ctx.db.write(locks=locks.membership_keys(ctx, membership_id)) as conn:
         membership = owned_membership(conn, ctx, membership_id)
         query = _exportable_query(conn, ctx, membership, query_id)
         if store.in_progress_to(conn, query_id, bucket, key_prefix, ctx.now):
