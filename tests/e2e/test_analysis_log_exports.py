@@ -340,3 +340,25 @@ def test_change_requests_grant_and_revoke_the_ability(party):
     assert made["changes"][0]["types"] == ["GRANT_RECEIVE_RESULTS_ABILITY", "REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY"]
     response = raises("ValidationException", change, carol.id, [ABILITY])  # nothing would change
     assert response["reason"] == "INVALID_CONFIGURATION"
+
+
+def test_queries_with_differential_privacy_cannot_be_exported(server, party, tmp_path):
+    world = build_world(server, party, tmp_path, rule_type="CUSTOM",
+                        alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS", ABILITY))
+    world.bob.client.update_configured_table_analysis_rule(
+        configuredTableIdentifier=world.tables["impressions"]["id"], analysisRuleType="CUSTOM",
+        analysisRulePolicy={"v1": {"custom": {"allowedAnalyses": ["ANY_QUERY"],
+                                              "allowedAnalysisProviders": [world.alice.id],
+                                              "differentialPrivacy": {"columns": [{"name": "user_id"}]}}}})
+    world.bob.client.create_privacy_budget_template(
+        membershipIdentifier=world.mid(world.bob), privacyBudgetType="DIFFERENTIAL_PRIVACY", autoRefresh="NONE",
+        parameters={"differentialPrivacy": {"epsilon": 1, "usersNoisePerQuery": 10}})
+    mid = world.mid(world.alice)
+    noisy = wait(world.alice.client, mid, start(world, "SELECT COUNT(DISTINCT user_id) AS n FROM impressions")["id"])
+    assert noisy["status"] == "SUCCESS" and "differentialPrivacy" in noisy, noisy
+    response = raises("ValidationException", export, world.alice, mid, noisy["id"])
+    assert "differential privacy" in response["Error"]["Message"]
+    plain = wait(world.alice.client, mid, start(world, "SELECT COUNT(*) AS n FROM customers")["id"])
+    assert plain["status"] == "SUCCESS", plain  # a query of the same member without it can be exported
+    assert finished(world.alice, mid, export(world.alice, mid, plain["id"])["analysisLogExportId"])["status"] == \
+        "SUCCESS"
