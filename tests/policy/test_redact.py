@@ -29,3 +29,8 @@ def test_engine_messages_lose_quoted_values_and_numbers():
     redacted = redact_message(message)
     assert "alice@example.com" not in redacted and "1234" not in redacted and "x y" not in redacted
     assert redacted == f"Conversion Error: Could not convert string {REDACTED} to INT32 at row {REDACTED} ({REDACTED})"
+
+
+def test_template_parameters_are_names_and_stay():
+    assert redact_sql("SELECT COUNT(*) FROM t WHERE seg = :segment AND x > 5") == \
+        "SELECT COUNT(*) FROM t WHERE seg = :segment AND x > ?"
