@@ -104,7 +104,7 @@ def build_app(settings: Settings) -> AsgiApp:
 
     def make_context(**fields) -> RequestContext:
         return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, s3=s3,
-                              wake_runner=runner.wake, **fields)
+                              wake_runner=runner.wake, results_dir=settings.resolved_results_dir, **fields)
 
     pipeline = Pipeline(
         service_model=load_service_model(),

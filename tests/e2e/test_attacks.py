@@ -706,6 +706,8 @@ _ASSOCIATION_TEST = "tests/e2e/test_table_associations.py::test_other_accounts_r
 _SCHEMA_TEST = "tests/e2e/test_schemas.py::test_only_invited_and_active_members_read_schemas"
 _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reach_no_template"
 _PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
+_AUDIENCE_MODEL_TEST = "tests/e2e/test_audience_model_associations.py::test_other_accounts_reach_no_association"
+_LOG_EXPORT_TEST = "tests/e2e/test_analysis_log_exports.py::test_other_accounts_reach_no_export"
 ATTACKED_ELSEWHERE = {
     **dict.fromkeys([
         "CreateConfiguredTableAssociation", "GetConfiguredTableAssociation", "UpdateConfiguredTableAssociation",
@@ -724,6 +726,12 @@ ATTACKED_ELSEWHERE = {
         "DeletePrivacyBudgetTemplate", "ListPrivacyBudgetTemplates", "ListPrivacyBudgets", "PreviewPrivacyImpact",
         "GetCollaborationPrivacyBudgetTemplate", "ListCollaborationPrivacyBudgetTemplates",
         "ListCollaborationPrivacyBudgets"], _PRIVACY_BUDGET_TEST),
+    **dict.fromkeys([
+        "CreateConfiguredAudienceModelAssociation", "GetConfiguredAudienceModelAssociation",
+        "UpdateConfiguredAudienceModelAssociation", "DeleteConfiguredAudienceModelAssociation",
+        "ListConfiguredAudienceModelAssociations", "GetCollaborationConfiguredAudienceModelAssociation",
+        "ListCollaborationConfiguredAudienceModelAssociations"], _AUDIENCE_MODEL_TEST),
+    **dict.fromkeys(["StartAnalysisLogExport", "GetAnalysisLogExport", "ListAnalysisLogExports"], _LOG_EXPORT_TEST),
 }
 
 

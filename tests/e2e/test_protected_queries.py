@@ -52,8 +52,11 @@ class World:
 
 def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rule=None, rule_type="AGGREGATION",
                 bob_abilities=(), alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS"), query_log="DISABLED",
-                receivers=None) -> World:
+                receivers=None, bob_pays=False) -> World:
+    """Alice (the creator, who queries) and Bob, each with a table; with `bob_pays`, Bob pays for query compute."""
     alice, bob = party(), party()
+    pays = {"queryCompute": {"isResponsible": True}}
+    payment = {"creatorPaymentConfiguration": {"queryCompute": {"isResponsible": False}}} if bob_pays else {}
     paths = write_tables(tmp_path)
     catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="customers",
                                location=paths["customers"])
@@ -62,15 +65,16 @@ def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rul
     collaboration = alice.client.create_collaboration(
         name="reach", description="customers x impressions", creatorDisplayName="Alice",
         creatorMemberAbilities=list(alice_abilities), queryLogStatus=query_log,
-        members=[{"accountId": bob.id, "displayName": "Bob", "memberAbilities": list(bob_abilities)}],
+        members=[{"accountId": bob.id, "displayName": "Bob", "memberAbilities": list(bob_abilities),
+                  **({"paymentConfiguration": pays} if bob_pays else {})}], **payment,
     )["collaboration"]
     result_config = {"outputConfiguration": {"s3": {"bucket": "alice-results", "keyPrefix": "reach",
                                                     "resultFormat": "CSV"}}}
     memberships = {
         alice.id: alice.client.create_membership(collaborationIdentifier=collaboration["id"], queryLogStatus=query_log,
                                                  defaultResultConfiguration=result_config)["membership"],
-        bob.id: bob.client.create_membership(collaborationIdentifier=collaboration["id"],
-                                             queryLogStatus=query_log)["membership"],
+        bob.id: bob.client.create_membership(collaborationIdentifier=collaboration["id"], queryLogStatus=query_log,
+                                             **({"paymentConfiguration": pays} if bob_pays else {}))["membership"],
     }
     world = World(alice, bob, collaboration, memberships, paths, {})
     member = {"AGGREGATION": "aggregation", "LIST": "list", "CUSTOM": "custom"}[rule_type]

@@ -320,7 +320,8 @@ class Pools:
         if resource.create == "CreateCollaboration":
             members = [m.get("accountId") for m in params.get("members") or [] if isinstance(m, dict)]
             extra["members"] = [m for m in members if isinstance(m, str)]
-        self.add(resource.shape, made.get("id"), arn=made.get("arn"), scope=scope, data=made, **extra)
+        ident = made.get("id", made.get(resource.label.replace("Identifier", "Id")))  # analysisLogExportId
+        self.add(resource.shape, ident, arn=made.get("arn"), scope=scope, data=made, **extra)
 
     def _deleted(self, resource: Resource, labels: dict) -> None:
         value = labels.get(resource.label)
@@ -954,6 +955,47 @@ class Generator:
         for key in ("queryComputePayerAccountId", "computeConfiguration"):
             params.pop(key, None)
 
+    def _nudge_create_audience_model_association(self, params, picks):
+        """One of the caller's own configured audience models (its account, the region served), in an ACTIVE
+        membership of its own."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        params["configuredAudienceModelArn"] = (f"arn:aws:cleanrooms-ml:{REGION}:{self.pools.account_id}:"
+                                                f"configured-audience-model/fuzz-{rng.randrange(10 ** 9)}")
+        membership = self._own_active_membership()
+        if membership is not None and rng.random() < 0.7:
+            params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+
+    def _nudge_get_collaboration_audience_model_association(self, params, picks):
+        """An association the pools know, asked for in its own collaboration."""
+        known = [e for e in self.pools.entries("ConfiguredAudienceModelAssociationIdentifier")
+                 if not e["gone"] and e["data"].get("collaborationId")]
+        if not known or self.rng.random() < 0.3:
+            return
+        association = self.rng.choice(known)
+        params["configuredAudienceModelAssociationIdentifier"] = association["id"]
+        picks["configuredAudienceModelAssociationIdentifier"] = self.pools.kind_of(
+            "ConfiguredAudienceModelAssociationIdentifier", association["id"])
+        params["collaborationIdentifier"] = association["data"]["collaborationId"]
+        picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
+                                                              params["collaborationIdentifier"])
+
+    def _nudge_start_analysis_log_export(self, params, picks):
+        """A query the caller ran, exported from its membership (it succeeds once the query has ended after
+        running, which the fuzz does not control)."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        queries = [e for e in self.pools.entries("ProtectedQueryIdentifier")
+                   if e["pick"] == "own" and e["scope"].get("membershipIdentifier")]
+        if not queries:
+            return
+        query = rng.choice(queries)
+        params["membershipIdentifier"], picks["membershipIdentifier"] = query["scope"]["membershipIdentifier"], "own"
+        params["analysisId"] = query["id"]
+        params["resultConfiguration"] = {"outputConfiguration": {"s3": {"bucket": "fuzz-logs"}}}
+
     def _nudge_update_protected_query(self, params, picks):
         params["targetStatus"] = "CANCELLED"
 
@@ -1514,6 +1556,10 @@ OK_WHEN_OWN = frozenset({"GetCollaboration", "ListMembers", "GetMembership", "Li
                          "ListCollaborationChangeRequests", "GetCollaborationChangeRequest"})
 NUDGES = {
     "StartProtectedQuery": Generator._nudge_start_protected_query,
+    "StartAnalysisLogExport": Generator._nudge_start_analysis_log_export,
+    "CreateConfiguredAudienceModelAssociation": Generator._nudge_create_audience_model_association,
+    "GetCollaborationConfiguredAudienceModelAssociation":
+        Generator._nudge_get_collaboration_audience_model_association,
     "UpdateProtectedQuery": Generator._nudge_update_protected_query,
     "CreateCollaboration": Generator._nudge_create_collaboration,
     "CreateMembership": Generator._nudge_create_membership,

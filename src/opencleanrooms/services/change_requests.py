@@ -4,8 +4,10 @@ commits.
 A request's changes are checked against the collaboration when it is created and again when it is committed (the
 collaboration may have changed in between). Each change's `types` are derived from its specification and the
 current members: inviting an account is ADD_MEMBER (plus GRANT_RECEIVE_RESULTS_ABILITY when it is to receive
-results), changing an existing member's CAN_RECEIVE_RESULTS is GRANT_/REVOKE_RECEIVE_RESULTS_ABILITY, and a
-collaboration specification is EDIT_AUTO_APPROVED_CHANGE_TYPES. A request whose every type is in the collaboration's
+results, GRANT_EXPORT_QUERY_ANALYSIS_LOG_ABILITY when it is to export analysis logs), changing an existing member's
+CAN_RECEIVE_RESULTS is GRANT_/REVOKE_RECEIVE_RESULTS_ABILITY and its CAN_EXPORT_QUERY_ANALYSIS_LOG
+GRANT_/REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY, and a collaboration specification is
+EDIT_AUTO_APPROVED_CHANGE_TYPES. A request whose every type is in the collaboration's
 `autoApprovedChangeTypes` takes effect at once (COMMITTED); otherwise every other ACTIVE member must approve it.
 """
 
@@ -30,6 +32,10 @@ UNSUPPORTED_ABILITIES = ("CAN_QUERY", "CAN_RUN_JOB")
 ADD_MEMBER = "ADD_MEMBER"
 GRANT = "GRANT_RECEIVE_RESULTS_ABILITY"
 REVOKE = "REVOKE_RECEIVE_RESULTS_ABILITY"
+EXPORT = "CAN_EXPORT_QUERY_ANALYSIS_LOG"
+# The abilities change requests grant and revoke: ability -> (grant type, revoke type).
+CHANGEABLE = {RECEIVE: (GRANT, REVOKE),
+              EXPORT: ("GRANT_EXPORT_QUERY_ANALYSIS_LOG_ABILITY", "REVOKE_EXPORT_QUERY_ANALYSIS_LOG_ABILITY")}
 EDIT_AUTO_APPROVED = "EDIT_AUTO_APPROVED_CHANGE_TYPES"
 _SPEC_KEY = {"MEMBER": "member", "COLLABORATION": "collaboration"}
 
@@ -254,14 +260,13 @@ def _member_types(members: dict, spec: dict, seen: set, at: str, fail: Fail) -> 
         raise fail(f"Account {account} appears in more than one change of this request.", f"{at}.accountId",
                    "FIELD_VALIDATION_FAILED")
     seen.add(account)
-    receive = RECEIVE in abilities
     existing = members.get(account)
     if existing is None:
         if "displayName" not in spec:
             raise fail(f"displayName is required to invite account {account}.", f"{at}.displayName",
                        "FIELD_VALIDATION_FAILED")
         _check_payment(spec, new_member_payment(members), abilities, fail, at)
-        return [ADD_MEMBER, GRANT] if receive else [ADD_MEMBER]
+        return [ADD_MEMBER] + [grant for ability, (grant, _) in CHANGEABLE.items() if ability in abilities]
     if existing["status"] not in PARTICIPANT_STATUSES:
         raise fail(f"Account {account} is {existing['status']} in this collaboration and cannot be invited again.",
                    f"{at}.accountId", "INVALID_CONFIGURATION")
@@ -269,11 +274,13 @@ def _member_types(members: dict, spec: dict, seen: set, at: str, fail: Fail) -> 
         raise fail(f"The display name of member {account} cannot be changed.", f"{at}.displayName",
                    "FIELD_VALIDATION_FAILED")
     _check_payment(spec, existing["doc"]["paymentConfiguration"], abilities, fail, at)
-    has = RECEIVE in existing["doc"]["abilities"]
-    if has == receive:
+    has = existing["doc"]["abilities"]
+    types = [grant if ability in abilities else revoke for ability, (grant, revoke) in CHANGEABLE.items()
+             if (ability in abilities) != (ability in has)]
+    if not types:
         raise fail(f"Member {account} already has these abilities; the change would change nothing.",
                    f"{at}.memberAbilities", "INVALID_CONFIGURATION")
-    return [GRANT] if receive else [REVOKE]
+    return types
 
 
 def _check_payment(spec: dict, effective: dict, abilities: list[str], fail: Fail, at: str) -> None:
@@ -331,7 +338,7 @@ def _apply(conn: sa.Connection, ctx: RequestContext, collaboration, members: dic
         spec = change["specification"]["member"]
         account = spec["accountId"]
         if ADD_MEMBER in change["types"]:
-            abilities = [RECEIVE] if RECEIVE in spec["memberAbilities"] else []
+            abilities = [a for a in CHANGEABLE if a in spec["memberAbilities"]]
             collaboration_store.add_member(conn, collaboration_id, {
                 "region": collaboration["region"],
                 "account_id": account,
@@ -345,7 +352,7 @@ def _apply(conn: sa.Connection, ctx: RequestContext, collaboration, members: dic
             })
         else:
             doc = dict(members[account]["doc"])
-            kept = [a for a in doc["abilities"] if a != RECEIVE]
-            doc["abilities"] = kept + [RECEIVE] if GRANT in change["types"] else kept
+            kept = [a for a in doc["abilities"] if a not in CHANGEABLE]  # CAN_QUERY, CAN_RUN_JOB stay as they are
+            doc["abilities"] = kept + [a for a in CHANGEABLE if a in spec["memberAbilities"]]
             collaboration_store.update_member(conn, collaboration_id, account, doc=doc, update_time=ctx.now)
     summaries.refresh(conn, collaboration_id)

@@ -25,3 +25,4 @@ class RequestContext:
     quotas: Quotas
     s3: S3Settings | None = None  # how the catalog reaches tables at s3:// locations (the server's [s3] settings)
     wake_runner: Callable[[], None] | None = None  # tells this process's query runner that work is waiting
+    results_dir: str | None = None  # where results and log exports go when the server has no S3 endpoint

@@ -37,7 +37,9 @@ def operation(name: str) -> Callable[[Handler], Handler]:
 def load_all() -> dict[str, Handler]:
     """Import every service module so that its operations register."""
     from opencleanrooms.services import (  # noqa: F401
+        analysis_log_exports,
         analysis_templates,
+        audience_model_associations,
         change_requests,
         collaborations,
         configured_tables,

@@ -4,8 +4,8 @@ A family must not change another's behaviour by editing its lists when imported;
 checks as functions, and `wire` (called once by `registry.load_all`, after every service module is imported)
 says which family's check guards which operation of another:
 
-- DeleteMembership refuses while the membership still has associations, analysis templates or privacy budget
-  templates;
+- DeleteMembership refuses while the membership still has associations (of tables or of audience models),
+  analysis templates or privacy budget templates;
 - DeleteConfiguredTable (and deleting its analysis rule) refuses while an association uses the table (rule);
 - the tag operations resolve every taggable ARN for its owner only.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from opencleanrooms.services import (
     analysis_templates,
+    audience_model_associations,
     collaborations,
     configured_tables,
     memberships,
@@ -25,14 +26,17 @@ from opencleanrooms.services import (
 
 def wire() -> None:
     memberships.SUBRESOURCE_CHECKS[:] = [table_associations.membership_in_use,
-                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use]
+                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use,
+                                         audience_model_associations.membership_in_use]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
     configured_tables.RULE_DELETE_CHECKS[:] = [table_associations.table_rule_in_use]
     tags.RESOLVERS.clear()
     tags.RESOLVERS.update({
         "collaboration": ("COLLABORATION", collaborations.owns_collaboration),
-        # analysis template ARNs share the `membership` resource type with membership ARNs
-        "membership": ("MEMBERSHIP", analysis_templates.with_templates(memberships.owns_membership)),
+        # analysis template and audience model association ARNs share the `membership` resource type with
+        # membership ARNs
+        "membership": ("MEMBERSHIP", audience_model_associations.with_associations(
+            analysis_templates.with_templates(memberships.owns_membership))),
         "configuredtable": (configured_tables.RESOURCE_TYPE, configured_tables.owns_table),
         "configuredtableassociation": (table_associations.RESOURCE_TYPE, table_associations.owns_association),
         "privacybudgettemplate": (privacy_budgets.RESOURCE_TYPE, privacy_budgets.owns_template),

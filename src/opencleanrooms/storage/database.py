@@ -84,6 +84,19 @@ def _create_protected_query_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _reserved(conn: sa.Connection) -> None:
+    """A step another branch fills in; the steps are numbered by position."""
+
+
+def _create_audience_model_and_log_export_tables(conn: sa.Connection) -> None:
+    """Configured audience model associations and analysis log exports."""
+    from opencleanrooms.storage import analysis_log_exports, audience_model_associations
+
+    for module in (audience_model_associations, analysis_log_exports):
+        for table in module.TABLES:
+            table.create(conn, checkfirst=True)
+
+
 def _create_privacy_budget_tables(conn: sa.Connection) -> None:
     """Privacy budget templates and the ledgers of the budgets they set."""
     from opencleanrooms.storage import privacy_budgets
@@ -102,6 +115,10 @@ MIGRATIONS = [
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
+    _reserved,  # 7: reserved (other branches)
+    _reserved,  # 8: reserved (other branches)
+    _reserved,  # 9: reserved (other branches)
+    _create_audience_model_and_log_export_tables,  # 10: audience model associations, analysis log exports
 ]
 
 
