@@ -7,7 +7,10 @@ says which family's check guards which operation of another:
 - DeleteMembership refuses while the membership still has associations, analysis templates or privacy budget
   templates;
 - DeleteConfiguredTable (and deleting its analysis rule) refuses while an association uses the table (rule);
-- the tag operations resolve every taggable ARN for its owner only.
+- the tag operations resolve every taggable ARN for its owner only;
+- protected queries read intermediate tables besides associations; association and intermediate table names share
+  one namespace per collaboration; deleting an association marks intermediate tables populated from it
+  BASE_TABLE_REMOVED.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from opencleanrooms.services import (
     analysis_templates,
     collaborations,
     configured_tables,
+    intermediate_tables,
     memberships,
     privacy_budgets,
+    protected_queries,
     table_associations,
     tags,
 )
@@ -25,15 +30,25 @@ from opencleanrooms.services import (
 
 def wire() -> None:
     memberships.SUBRESOURCE_CHECKS[:] = [table_associations.membership_in_use,
-                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use]
+                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use,
+                                         intermediate_tables.membership_in_use]
+    protected_queries.EXTRA_TABLES[:] = [intermediate_tables.query_tables]
+    table_associations.NAME_CHECKS[:] = [intermediate_tables.name_in_use]
+    table_associations.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
     configured_tables.RULE_DELETE_CHECKS[:] = [table_associations.table_rule_in_use]
     tags.RESOLVERS.clear()
     tags.RESOLVERS.update({
         "collaboration": ("COLLABORATION", collaborations.owns_collaboration),
         # analysis template ARNs share the `membership` resource type with membership ARNs
-        "membership": ("MEMBERSHIP", analysis_templates.with_templates(memberships.owns_membership)),
+        "membership": ("MEMBERSHIP", analysis_templates.with_templates(
+            _either(memberships.owns_membership, intermediate_tables.owns_table))),
         "configuredtable": (configured_tables.RESOURCE_TYPE, configured_tables.owns_table),
         "configuredtableassociation": (table_associations.RESOURCE_TYPE, table_associations.owns_association),
         "privacybudgettemplate": (privacy_budgets.RESOURCE_TYPE, privacy_budgets.owns_template),
     })
+
+
+def _either(*resolvers):
+    """Resources sharing one ARN resource type: found when any of their families finds it."""
+    return lambda conn, ctx, ids: any(resolve(conn, ctx, ids) for resolve in resolvers)
