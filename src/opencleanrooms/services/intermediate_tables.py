@@ -61,14 +61,6 @@ def base_table_removed(conn: sa.Connection, collaboration_id: str, table_id: str
                          status_reason=f"Base table {name} was removed from the collaboration.")
 
 
-def owns_table(conn: sa.Connection, ctx: RequestContext, ids: tuple[str, ...]) -> bool:
-    """Intermediate table ARNs: membership/<membership id>/intermediatetable/<id>."""
-    if len(ids) != 3 or ids[1] != "intermediatetable":
-        return False
-    row = store.get(conn, ids[0], ids[2])
-    return row is not None and row["account_id"] == ctx.account_id and row["region"] == ctx.region
-
-
 def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dict:
     """Every intermediate table of the collaboration as a relation queries can read (protected_queries)."""
     tables = {}

@@ -41,14 +41,9 @@ def wire() -> None:
     tags.RESOLVERS.update({
         "collaboration": ("COLLABORATION", collaborations.owns_collaboration),
         # analysis template ARNs share the `membership` resource type with membership ARNs
-        "membership": ("MEMBERSHIP", analysis_templates.with_templates(
-            _either(memberships.owns_membership, intermediate_tables.owns_table))),
+        "membership": ("MEMBERSHIP", analysis_templates.with_templates(memberships.owns_membership)),
         "configuredtable": (configured_tables.RESOURCE_TYPE, configured_tables.owns_table),
         "configuredtableassociation": (table_associations.RESOURCE_TYPE, table_associations.owns_association),
         "privacybudgettemplate": (privacy_budgets.RESOURCE_TYPE, privacy_budgets.owns_template),
     })
 
-
-def _either(*resolvers):
-    """Resources sharing one ARN resource type: found when any of their families finds it."""
-    return lambda conn, ctx, ids: any(resolve(conn, ctx, ids) for resolve in resolvers)
