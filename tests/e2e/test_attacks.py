@@ -706,6 +706,7 @@ _ASSOCIATION_TEST = "tests/e2e/test_table_associations.py::test_other_accounts_r
 _SCHEMA_TEST = "tests/e2e/test_schemas.py::test_only_invited_and_active_members_read_schemas"
 _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reach_no_template"
 _PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
+_INTERMEDIATE_TABLE_TEST = "tests/e2e/test_intermediate_tables.py::test_access_from_every_role"
 ATTACKED_ELSEWHERE = {
     **dict.fromkeys([
         "CreateConfiguredTableAssociation", "GetConfiguredTableAssociation", "UpdateConfiguredTableAssociation",
@@ -724,6 +725,11 @@ ATTACKED_ELSEWHERE = {
         "DeletePrivacyBudgetTemplate", "ListPrivacyBudgetTemplates", "ListPrivacyBudgets", "PreviewPrivacyImpact",
         "GetCollaborationPrivacyBudgetTemplate", "ListCollaborationPrivacyBudgetTemplates",
         "ListCollaborationPrivacyBudgets"], _PRIVACY_BUDGET_TEST),
+    **dict.fromkeys([
+        "CreateIntermediateTable", "GetIntermediateTable", "UpdateIntermediateTable", "DeleteIntermediateTable",
+        "ListIntermediateTables", "ListIntermediateTableVersions", "PopulateIntermediateTable",
+        "DisallowIntermediateTable", "CreateIntermediateTableAnalysisRule", "GetIntermediateTableAnalysisRule",
+        "UpdateIntermediateTableAnalysisRule", "DeleteIntermediateTableAnalysisRule"], _INTERMEDIATE_TABLE_TEST),
 }
 
 

@@ -212,6 +212,24 @@ def test_results_go_only_to_receivers_every_base_table_allows(server, party, tmp
     assert refused["status"] == "FAILED" and refused["error"]["code"] == "RESOURCE_ACCESS_DENIED"
 
 
+def test_base_tables_access_budgets_are_spent_by_population_and_by_every_query_of_the_table(world):
+    """An intermediate table is no way around a base table's access budget: reading it spends the budgets of the
+    tables it was populated from, as the population did."""
+    bob_mid = world.mid(world.bob)
+    arn = (f"arn:aws:cleanrooms:us-east-1:{world.bob.id}:membership/{bob_mid}/configuredtableassociation/"
+           f"{world.associations['impressions']['id']}")
+    world.bob.client.create_privacy_budget_template(
+        membershipIdentifier=bob_mid, privacyBudgetType="ACCESS_BUDGET", autoRefresh="NONE",
+        parameters={"accessBudget": {"resourceArn": arn, "budgetParameters": [{"type": "LIFETIME", "budget": 2}]}})
+    table = create(world)
+    assert populate(world, table)["status"] == "SUCCESS"  # spends 1
+    allow(world, table)
+    sql = "SELECT segment, COUNT(DISTINCT user_id) AS users FROM reach GROUP BY segment"
+    assert wait(world.alice.client, world.mid(world.alice), start(world, sql)["id"])["status"] == "SUCCESS"
+    refused = start(world, sql)
+    assert refused["status"] == "FAILED" and "budget" in refused["error"]["message"].lower()
+
+
 # ------------------------------------------------------------------------------------------------ disallow, removal
 
 
@@ -295,32 +313,46 @@ def test_expired_versions_are_not_served(server, world):
 
 
 def test_access_from_every_role(world, party):
+    """Every operation, by a co-member (through alice's membership and its own) and by a stranger: nothing of
+    alice's table is seen or changed."""
     table = create(world)
+    populate(world, table)
     allow(world, table)
+    before = get(world, table)
     stranger = party()
-    # bob cannot query, so he cannot create; he does not see alice's tables through his membership
-    raises("AccessDeniedException", create, world, name="bobs", who=world.bob)
+    rule = {"v1": {"custom": {"allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [world.bob.id]}}}
+    on_table = {
+        "get_intermediate_table": {}, "update_intermediate_table": {"description": "mine now"},
+        "delete_intermediate_table": {}, "list_intermediate_table_versions": {}, "populate_intermediate_table": {},
+        "create_intermediate_table_analysis_rule": {"analysisRuleType": "CUSTOM", "analysisRulePolicy": rule},
+        "get_intermediate_table_analysis_rule": {"analysisRuleType": "CUSTOM"},
+        "update_intermediate_table_analysis_rule": {"analysisRuleType": "CUSTOM", "analysisRulePolicy": rule},
+        "delete_intermediate_table_analysis_rule": {"analysisRuleType": "CUSTOM"}}
+    on_membership = {
+        "list_intermediate_tables": {},
+        "create_intermediate_table": {"name": "planted", "populationAnalysisConfiguration": {
+            "sqlParameters": {"queryString": "SELECT segment FROM customers"}}},
+        "disallow_intermediate_table": {"intermediateTableName": "reach"}}
+    for who in (world.bob, stranger):  # through alice's membership: it is not theirs
+        for name, params in on_table.items():
+            raises("ResourceNotFoundException", getattr(who.client, name), membershipIdentifier=world.mid(world.alice),
+                   intermediateTableIdentifier=table["id"], **params)
+        for name, params in on_membership.items():
+            raises("ResourceNotFoundException", getattr(who.client, name), membershipIdentifier=world.mid(world.alice),
+                   **params)
+    # through bob's own membership the table is not there (a delete of it is idempotent and does nothing)
+    for name, params in on_table.items():
+        call = getattr(world.bob.client, name)
+        if name == "delete_intermediate_table":
+            call(membershipIdentifier=world.mid(world.bob), intermediateTableIdentifier=table["id"])
+        else:  # populating needs CAN_QUERY first
+            raises("AccessDeniedException" if name == "populate_intermediate_table" else "ResourceNotFoundException",
+                   call, membershipIdentifier=world.mid(world.bob), intermediateTableIdentifier=table["id"], **params)
     assert world.bob.client.list_intermediate_tables(
         membershipIdentifier=world.mid(world.bob))["intermediateTableSummaries"] == []
-    for client, membership in ((world.bob.client, world.mid(world.bob)), (stranger.client, world.mid(world.alice)),
-                               (world.bob.client, world.mid(world.alice))):
-        for call in (client.get_intermediate_table, client.list_intermediate_table_versions):
-            raises("ResourceNotFoundException", call, membershipIdentifier=membership,
-                   intermediateTableIdentifier=table["id"])
-        # populating needs CAN_QUERY in one's own membership, and the table in that membership
-        raises("AccessDeniedException" if membership == world.mid(world.bob) else "ResourceNotFoundException",
-               client.populate_intermediate_table, membershipIdentifier=membership,
-               intermediateTableIdentifier=table["id"])
-        raises("ResourceNotFoundException", client.get_intermediate_table_analysis_rule,
-               membershipIdentifier=membership, intermediateTableIdentifier=table["id"], analysisRuleType="CUSTOM")
-    raises("ResourceNotFoundException", stranger.client.list_intermediate_tables,
-           membershipIdentifier=world.mid(world.alice))
-    raises("ResourceNotFoundException", stranger.client.delete_intermediate_table,
-           membershipIdentifier=world.mid(world.alice), intermediateTableIdentifier=table["id"])
-    # a delete is idempotent: in bob's membership there is no such table, so his delete succeeds and does nothing
-    world.bob.client.delete_intermediate_table(membershipIdentifier=world.mid(world.bob),
-                                               intermediateTableIdentifier=table["id"])
-    assert get(world, table)["id"] == table["id"]
+    raises("AccessDeniedException", create, world, name="bobs", who=world.bob)  # bob cannot query
+    assert get(world, table) == before
+    assert get(world, table)["status"] == "POPULATE_SUCCESS"
 
 
 def test_validation(world):

@@ -64,7 +64,7 @@ def base_table_removed(conn: sa.Connection, collaboration_id: str, table_id: str
 def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dict:
     """Every intermediate table of the collaboration as a relation queries can read (protected_queries)."""
     tables = {}
-    for row in store.of_collaboration(conn, collaboration["id"]):
+    for row in store.of_collaboration(conn, collaboration["id"], active_owners=True):
         active = store.active_version(conn, row["id"])
         columns = tuple((c, t) for c, t in (active["doc"].get("columns") or [])) if active else ()
         effective = _effective(row, active)

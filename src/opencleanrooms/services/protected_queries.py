@@ -181,7 +181,7 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
             _check_concurrency(ctx, conn, membership_id)
             try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa
                 paid = privacy_budgets.spend(conn, collaboration["id"], ctx.now, plan.dp_counts(),
-                                             [rows[name]["id"] for name in spec["table_names"] if name in rows])
+                                             _budgeted(spec["table_names"], rows, extras))
                 if "dp" in spec:  # the noise is drawn with the setting the query was priced with
                     spec["dp"]["usersNoisePerQuery"] = paid.users_noise_per_query
                     spec["dp"]["epsilon"] = f"{paid.epsilon.numerator}/{paid.epsilon.denominator}"
@@ -469,6 +469,14 @@ def _spec(plan, rows: dict, sources: dict, extras: dict, outputs: list, report: 
                        "columns": list(rows[name]["table_doc"]["allowedColumns"])})
     return {"sql": {engine: plan.sql(engine) for engine in ENGINES}, "tables": tables,
             "table_names": list(plan.tables), "outputs": outputs, "report": report, "log_text": sql}
+
+
+def _budgeted(names, rows: dict, extras: dict) -> list[str]:
+    """The associations whose access budgets a query spends: those it reads, and those the intermediate tables it
+    reads were populated from (directly or not), so that a budget cannot be side-stepped through one."""
+    ids = [rows[name]["id"] for name in names if name in rows]
+    ids += [d["id"] for name in names if name in extras for d in extras[name].dependencies if d["type"] == "TABLE"]
+    return list(dict.fromkeys(ids))
 
 
 def _query_doc(params: dict, payer: str) -> dict:

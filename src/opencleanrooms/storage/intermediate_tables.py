@@ -17,6 +17,7 @@ from opencleanrooms.storage.keyset import KeysetQuery
 from opencleanrooms.storage.protected_queries import ACTIVE_STATUSES
 from opencleanrooms.storage.protected_queries import protected_queries as Q
 from opencleanrooms.storage.schema import JSONDoc, Seq, metadata
+from opencleanrooms.storage.schema import memberships as MS
 
 STICKY_STATUSES = ("DISALLOWED_BY_DATA_PROVIDER", "BASE_TABLE_REMOVED")
 
@@ -88,9 +89,13 @@ def by_name(conn: sa.Connection, collaboration_id: str, name: str):
                                            T.c.name_key == name.lower())).mappings().first()
 
 
-def of_collaboration(conn: sa.Connection, collaboration_id: str) -> list:
-    return list(conn.execute(sa.select(T).where(T.c.collaboration_id == collaboration_id)
-                             .order_by(T.c.seq)).mappings())
+def of_collaboration(conn: sa.Connection, collaboration_id: str, *, active_owners: bool = False) -> list:
+    """The collaboration's intermediate tables (with `active_owners`, only those whose membership is ACTIVE: the
+    relations queries can read, as for associations)."""
+    query = sa.select(T).where(T.c.collaboration_id == collaboration_id).order_by(T.c.seq)
+    if active_owners:
+        query = query.join(MS, MS.c.id == T.c.membership_id).where(MS.c.status == "ACTIVE")
+    return list(conn.execute(query).mappings())
 
 
 def count_for_membership(conn: sa.Connection, membership_id: str) -> int:
