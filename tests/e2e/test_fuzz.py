@@ -330,6 +330,8 @@ def fuzz(server, account: Account, pools: Pools, seed: int, count: int, figures,
 TIMING_BOUND = {
     "UpdateProtectedQuery": "a cancel succeeds only while a query runs: tests/e2e/test_protected_queries.py cancels "
                             "running and waiting queries",
+    "DisallowIntermediateTable": "succeeds only for the owner of a base table of an intermediate table whose "
+                                 "population the policy accepted: tests/e2e/test_intermediate_tables.py disallows",
 }
 
 
