@@ -404,3 +404,41 @@ def test_validation(world):
 def test_membership_with_intermediate_tables_cannot_be_deleted(world):
     create(world, name="tagged", tags={"team": "growth"})
     raises("ConflictException", world.alice.client.delete_membership, membershipIdentifier=world.mid(world.alice))
+
+
+def test_members_see_intermediate_tables_as_schemas(world, party):
+    table = create(world)
+    schema = world.bob.client.get_schema(collaborationIdentifier=world.collaboration["id"], name="REACH")["schema"]
+    assert schema["type"] == "INTERMEDIATE_TABLE" and schema["columns"] == []
+    assert schema["schemaStatusDetails"][0]["status"] == "NOT_READY"
+    assert schema["schemaStatusDetails"][0]["reasons"][0]["code"] == "INTERMEDIATE_TABLE_NOT_POPULATED"
+    assert schema["schemaTypeProperties"] == {"intermediateTable": {"intermediateTableId": table["id"]}}
+    populate(world, table)
+    allow(world, table, disallowedOutputColumns=["clicks"])
+    schema = world.bob.client.get_schema(collaborationIdentifier=world.collaboration["id"], name="reach")["schema"]
+    assert schema["schemaStatusDetails"] == [{"status": "READY", "analysisRuleType": "CUSTOM",
+                                              "analysisType": "DIRECT_ANALYSIS"}]
+    assert [c["name"] for c in schema["columns"]] == ["user_id", "segment", "campaign_id", "clicks"]
+    rule = world.bob.client.get_schema_analysis_rule(collaborationIdentifier=world.collaboration["id"],
+                                                     name="reach", type="CUSTOM")["analysisRule"]
+    assert rule["consolidatedPolicy"]["v1"]["custom"]["allowedResultReceivers"] == [world.alice.id]
+    assert rule["consolidatedPolicy"]["v1"]["custom"]["disallowedOutputColumns"] == ["clicks"]
+    raises("ResourceNotFoundException", world.bob.client.get_schema_analysis_rule,
+           collaborationIdentifier=world.collaboration["id"], name="reach", type="LIST")
+    batch = world.bob.client.batch_get_schema(collaborationIdentifier=world.collaboration["id"],
+                                              names=["reach", "customers", "nothing"])
+    assert [s["name"] for s in batch["schemas"]] == ["reach", "customers"] and len(batch["errors"]) == 1
+    # all relations, one per page: the associations, then the intermediate tables
+    listed = all_pages(world.bob.client, "list_schemas", "schemaSummaries",
+                       collaborationIdentifier=world.collaboration["id"], PaginationConfig={"PageSize": 1})
+    assert [s["name"] for s in listed] == ["impressions", "customers", "reach"]
+    only = world.bob.client.list_schemas(collaborationIdentifier=world.collaboration["id"],
+                                         schemaType="INTERMEDIATE_TABLE")["schemaSummaries"]
+    assert [(s["name"], s["type"]) for s in only] == [("reach", "INTERMEDIATE_TABLE")]
+    raises("AccessDeniedException", party().client.get_schema, collaborationIdentifier=world.collaboration["id"],
+           name="reach")
+
+
+def test_names_are_relation_names(world):
+    for name in ("bad.name", "-dash", "semi;colon"):
+        raises("ValidationException", create, world, name=name)

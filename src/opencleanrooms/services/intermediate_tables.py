@@ -36,6 +36,7 @@ DAY = 86400.0
 RULE_TYPE = "CUSTOM"
 # AWS: additional analyses "must be equal or more restrictive (REQUIRED > ALLOWED > NOT_ALLOWED)".
 _STRICTNESS = {"NOT_ALLOWED": 0, "ALLOWED": 1, "REQUIRED": 2}
+_TABLE_ALIAS = re.compile(r"[a-zA-Z0-9_](([a-zA-Z0-9_ ]+-)*([a-zA-Z0-9_ ]+))?")  # the model's TableAlias
 _COLUMN_NAME = re.compile(r"[a-z0-9_](([a-z0-9_ ]+-)*([a-z0-9_ ]+))?")
 _DOC_FIELDS = ("description", "populationAnalysisConfiguration", "kmsKeyArn")
 
@@ -82,12 +83,69 @@ def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dic
     return tables
 
 
+def schemas_of(conn: sa.Connection, ctx: RequestContext, collaboration) -> list[dict]:
+    """Every intermediate table of the collaboration as a schema (type INTERMEDIATE_TABLE), newest first: {"seq",
+    "key" (the lower-case name), "schema", "summary", "rule" (AnalysisRule, or None)} (services.schemas)."""
+    entries = []
+    for row in reversed(store.of_collaboration(conn, collaboration["id"], active_owners=True)):
+        active = store.active_version(conn, row["id"])
+        own = _own_rule(row)
+        rule_types = [RULE_TYPE] if own else []
+        summary = {"name": row["name"], "type": "INTERMEDIATE_TABLE", "creatorAccountId": row["account_id"],
+                   "createTime": row["create_time"], "updateTime": row["update_time"],
+                   "collaborationId": row["collaboration_id"], "collaborationArn": collaboration["arn"],
+                   "analysisRuleTypes": rule_types, "analysisMethod": "DIRECT_QUERY"}
+        overrides = row["doc"].get("columnTypes") or {}
+        reason = _schema_reason(row, active, ctx.now)
+        detail = {"status": "NOT_READY" if reason else "READY", "analysisType": "DIRECT_ANALYSIS"}
+        if reason:
+            detail["reasons"] = [reason]
+        if own:
+            detail["analysisRuleType"] = RULE_TYPE
+        schema = dict(summary, columns=[{"name": c, "type": overrides.get(c, t)}
+                                        for c, t in (active["doc"].get("columns") or [] if active else [])],
+                      partitionKeys=[], description=row["doc"].get("description", ""), schemaStatusDetails=[detail],
+                      schemaTypeProperties={"intermediateTable": {"intermediateTableId": row["id"]}})
+        rule = None
+        if own:
+            effective = _effective(row, active)
+            consolidated = dict(own, disallowedOutputColumns=effective["disallowedOutputColumns"])
+            for key in ("allowedResultReceivers", "additionalAnalyses", "allowedAdditionalAnalyses"):
+                if effective[key] is not None:
+                    consolidated[key] = effective[key]
+            rule = {"collaborationId": row["collaboration_id"], "type": RULE_TYPE, "name": row["name"],
+                    "createTime": row["rule_create_time"], "updateTime": row["rule_update_time"],
+                    "policy": {"v1": {"custom": own}}, "consolidatedPolicy": {"v1": {"custom": consolidated}}}
+        entries.append({"seq": row["seq"], "key": row["name_key"], "schema": schema, "summary": summary,
+                        "rule": rule})
+    return entries
+
+
+def _schema_reason(row, active, now: float) -> dict | None:
+    if row["status"] == "DISALLOWED_BY_DATA_PROVIDER":
+        code = "INTERMEDIATE_TABLE_DISALLOWED_BY_DATA_PROVIDER"
+    elif row["status"] == "BASE_TABLE_REMOVED":
+        code = "INTERMEDIATE_TABLE_BASE_TABLE_REMOVED"
+    elif active is None:
+        code = "INTERMEDIATE_TABLE_NOT_POPULATED"
+    elif active["expiration_time"] <= now:
+        code = "INTERMEDIATE_TABLE_RETENTION_PERIOD_EXPIRED"
+    elif row["rule_policy"] is None:
+        code = "INTERMEDIATE_TABLE_ANALYSIS_RULE_MISSING"
+    else:
+        return None
+    return {"code": code, "message": f"The intermediate table cannot be queried: {_unavailable(row, active, now)}."}
+
+
 # ------------------------------------------------------------------------------------------------ operations
 
 
 @operation("CreateIntermediateTable")
 def create_intermediate_table(ctx: RequestContext, params: dict) -> dict:
     membership_id, name = params["membershipIdentifier"], params["name"]
+    if not _TABLE_ALIAS.fullmatch(name) or len(name) > 100:
+        raise errors.validation("The name of an intermediate table is the name queries and schemas use: letters, "
+                                "digits, underscores, spaces and hyphens (not first or last).", field="name")
     check_new_resource_tags(params.get("tags") or {})
     configuration = params["populationAnalysisConfiguration"]
     table_id = arns.new_id()

@@ -8,7 +8,7 @@ says which family's check guards which operation of another:
   templates;
 - DeleteConfiguredTable (and deleting its analysis rule) refuses while an association uses the table (rule);
 - the tag operations resolve every taggable ARN for its owner only;
-- protected queries read intermediate tables besides associations; association and intermediate table names share
+- protected queries read, and schemas show, intermediate tables besides associations; association and intermediate table names share
   one namespace per collaboration; deleting an association marks intermediate tables populated from it
   BASE_TABLE_REMOVED.
 """
@@ -23,6 +23,7 @@ from opencleanrooms.services import (
     memberships,
     privacy_budgets,
     protected_queries,
+    schemas,
     table_associations,
     tags,
 )
@@ -33,6 +34,7 @@ def wire() -> None:
                                          analysis_templates.membership_in_use, privacy_budgets.membership_in_use,
                                          intermediate_tables.membership_in_use]
     protected_queries.EXTRA_TABLES[:] = [intermediate_tables.query_tables]
+    schemas.EXTRA_SCHEMAS[:] = [intermediate_tables.schemas_of]
     table_associations.NAME_CHECKS[:] = [intermediate_tables.name_in_use]
     table_associations.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
