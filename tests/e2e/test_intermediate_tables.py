@@ -186,6 +186,13 @@ def test_disallowed_columns_are_deferred_then_inherited_with_lineage(server, par
     done = wait(world.alice.client, world.mid(world.alice),
                 start(world, "SELECT segment, COUNT(mail) AS n FROM contacts GROUP BY segment")["id"])
     assert done["status"] == "SUCCESS", done
+    # a table populated from this one inherits the restriction, through it
+    child = create(world, name="mails", sql="SELECT segment, LOWER(mail) AS address FROM contacts")
+    assert populate(world, child)["status"] == "SUCCESS"
+    inherited = get(world, child)["intermediateTableVersion"]["inheritedConstraints"]["disallowedOutputColumns"]
+    assert inherited["value"] == ["address"]
+    assert [(e["sourceName"], e["sourceColumn"], e["sourceType"]) for e in inherited["columnLineage"]] == [
+        ("contacts", "mail", "INTERMEDIATE_TABLE")]
 
 
 def test_a_multi_party_rule_can_only_make_inherited_controls_stricter(world):
