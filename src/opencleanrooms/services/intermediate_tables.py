@@ -17,7 +17,8 @@ import re
 import sqlalchemy as sa
 
 from opencleanrooms import policy
-from opencleanrooms.services import analysis_rules, arns, errors, locks, protected_queries
+from opencleanrooms.services import arns, errors, locks, protected_queries
+from opencleanrooms.services import intermediate_constraints as constraints
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
@@ -34,10 +35,7 @@ RESOURCE_TYPE = "MEMBERSHIP"  # the model's ResourceType has no intermediate tab
 DEFAULT_RETENTION_DAYS = 30
 DAY = 86400.0
 RULE_TYPE = "CUSTOM"
-# AWS: additional analyses "must be equal or more restrictive (REQUIRED > ALLOWED > NOT_ALLOWED)".
-_STRICTNESS = {"NOT_ALLOWED": 0, "ALLOWED": 1, "REQUIRED": 2}
 _TABLE_ALIAS = re.compile(r"[a-zA-Z0-9_](([a-zA-Z0-9_ ]+-)*([a-zA-Z0-9_ ]+))?")  # the model's TableAlias
-_COLUMN_NAME = re.compile(r"[a-z0-9_](([a-z0-9_ ]+-)*([a-z0-9_ ]+))?")
 _DOC_FIELDS = ("description", "populationAnalysisConfiguration", "kmsKeyArn")
 
 
@@ -68,8 +66,8 @@ def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dic
     for row in store.of_collaboration(conn, collaboration["id"], active_owners=True):
         active = store.active_version(conn, row["id"])
         columns = tuple((c, t) for c, t in (active["doc"].get("columns") or [])) if active else ()
-        effective = _effective(row, active)
-        own = _own_rule(row) or {}
+        effective = constraints.effective(row, active)
+        own = constraints.own_rule(row) or {}
         rule = {key: own[key] for key in ("allowedAnalyses", "allowedAnalysisProviders", "aggregationThresholds",
                                           "comparisonControls") if key in own}
         rule["disallowedOutputColumns"] = list(effective["disallowedOutputColumns"])
@@ -89,7 +87,7 @@ def schemas_of(conn: sa.Connection, ctx: RequestContext, collaboration) -> list[
     entries = []
     for row in reversed(store.of_collaboration(conn, collaboration["id"], active_owners=True)):
         active = store.active_version(conn, row["id"])
-        own = _own_rule(row)
+        own = constraints.own_rule(row)
         rule_types = [RULE_TYPE] if own else []
         summary = {"name": row["name"], "type": "INTERMEDIATE_TABLE", "creatorAccountId": row["account_id"],
                    "createTime": row["create_time"], "updateTime": row["update_time"],
@@ -108,7 +106,7 @@ def schemas_of(conn: sa.Connection, ctx: RequestContext, collaboration) -> list[
                       schemaTypeProperties={"intermediateTable": {"intermediateTableId": row["id"]}})
         rule = None
         if own:
-            effective = _effective(row, active)
+            effective = constraints.effective(row, active)
             consolidated = dict(own, disallowedOutputColumns=effective["disallowedOutputColumns"])
             for key in ("allowedResultReceivers", "additionalAnalyses", "allowedAdditionalAnalyses"):
                 if effective[key] is not None:
@@ -312,7 +310,7 @@ def create_analysis_rule(ctx: RequestContext, params: dict) -> dict:
         if row["rule_policy"] is not None:
             raise errors.conflict(f"Intermediate table {row['id']} already has a {RULE_TYPE} analysis rule.",
                                   row["id"], RESOURCE_TYPE, "ALREADY_EXISTS")
-        _check_rule(conn, row, params["analysisRulePolicy"])
+        constraints.check_rule(row, store.active_version(conn, row["id"]), params["analysisRulePolicy"])
         store.update(conn, row["id"], rule_policy=params["analysisRulePolicy"], rule_create_time=ctx.now,
                      rule_update_time=ctx.now, update_time=ctx.now)
         return {"analysisRule": _rule_view(store.by_id(conn, row["id"]), rule_type)}
@@ -331,7 +329,7 @@ def update_analysis_rule(ctx: RequestContext, params: dict) -> dict:
         _, row = _table(conn, ctx, params)
         rule_type = _rule_type(params)
         _with_rule(row)
-        _check_rule(conn, row, params["analysisRulePolicy"])
+        constraints.check_rule(row, store.active_version(conn, row["id"]), params["analysisRulePolicy"])
         store.update(conn, row["id"], rule_policy=params["analysisRulePolicy"], rule_update_time=ctx.now,
                      update_time=ctx.now)
         return {"analysisRule": _rule_view(store.by_id(conn, row["id"]), rule_type)}
@@ -365,17 +363,17 @@ class _Population:
 
     def planned(self, plan, rows: dict, extras: dict) -> dict:
         columns = [c.lower() for c in plan.output_columns]
-        bad = [c for c in columns if not analysis_rules_column_ok(c)]
+        bad = [c for c in columns if not constraints.column_name_ok(c)]
         if bad or len(set(columns)) != len(columns):
             raise policy.QueryRejected(
                 "MALFORMED_QUERY", "The columns of an intermediate table must have distinct names of lower-case "
                 "letters, digits, underscores, spaces and hyphens; name every output column with an alias "
                 f"(offending: {', '.join(sorted(set(bad)) or sorted({c for c in columns if columns.count(c) > 1}))}).")
-        self.dependencies = _dependencies(plan.tables, rows, extras)
+        self.dependencies = constraints.dependencies(plan.tables, rows, extras)
         if any(d["id"] == self.row["id"] for d in self.dependencies):
             raise policy.QueryRejected("INVALID_RESOURCE", f"Intermediate table `{self.row['name']}` cannot be "
                                        "populated from itself or from tables populated from it.")
-        self.inherited = _inherit(plan, rows, extras)
+        self.inherited = constraints.inherit(plan, rows, extras)
         return {"table_id": self.row["id"], "version_id": self.version_id, "columns": columns}
 
     def store(self, conn: sa.Connection, query_row: dict) -> None:
@@ -397,11 +395,6 @@ class _Population:
                          update_time=self.ctx.now)
 
 
-def analysis_rules_column_ok(name: str) -> bool:
-    """The model's AnalysisRuleColumnName: what an analysis rule (and so an intermediate table) can name."""
-    return bool(_COLUMN_NAME.fullmatch(name)) and len(name) <= 127
-
-
 def _check_populatable(conn: sa.Connection, row) -> None:
     if row["status"] is not None:
         raise errors.conflict(f"Intermediate table {row['id']} is {row['status']}: {row['status_reason']}",
@@ -411,169 +404,7 @@ def _check_populatable(conn: sa.Connection, row) -> None:
                               row["id"], RESOURCE_TYPE, "INVALID_STATE")
 
 
-def _dependencies(names, rows: dict, extras: dict) -> list[dict]:
-    """The base tables a population reads: DIRECT ones, and INDIRECT ones through intermediate tables."""
-    found: dict[str, dict] = {}
-    for name in names:
-        if name in rows:
-            row = rows[name]
-            found[row["id"]] = {"id": row["id"], "name": name, "type": "TABLE", "parentType": "DIRECT",
-                                "creatorAccountId": row["account_id"]}
-        else:
-            extra = extras[name]
-            found[extra.id] = {"id": extra.id, "name": name, "type": "INTERMEDIATE_TABLE", "parentType": "DIRECT",
-                               "creatorAccountId": extra.info.owner_account_id}
-    for name in names:
-        for dependency in (extras[name].dependencies if name in extras else ()):
-            found.setdefault(dependency["id"], dict(dependency, parentType="INDIRECT"))
-    return list(found.values())
-
-
-def _inherit(plan, rows: dict, extras: dict) -> dict:
-    """IntermediateTableInheritedConstraints of a population: the strictest combination of its base tables'
-    deferred controls, each with the tables it comes from."""
-    receivers, additional, allowed_additional, sources_of = [], [], [], {}
-    for name in plan.tables:
-        if name in rows:
-            row = rows[name]
-            source = {"name": name, "id": row["id"], "type": "TABLE", "sourceAccountId": row["account_id"]}
-            collaboration_rule = _rule_body(row["rule_type"], row["rule_policy"])
-            table_rule = _rule_body(row["table_rule_type"], row["table_rule_policy"])
-            values = {"allowedResultReceivers": collaboration_rule.get("allowedResultReceivers"),
-                      "allowedAdditionalAnalyses": collaboration_rule.get("allowedAdditionalAnalyses"),
-                      "additionalAnalyses": table_rule.get("additionalAnalyses")}
-        else:
-            extra = extras[name]
-            source = {"name": name, "id": extra.id, "type": "INTERMEDIATE_TABLE",
-                      "sourceAccountId": extra.info.owner_account_id}
-            values = {key: extra.constraints.get(key) for key in
-                      ("allowedResultReceivers", "allowedAdditionalAnalyses", "additionalAnalyses")}
-        sources_of[name] = source
-        if values["allowedResultReceivers"] is not None:
-            receivers.append(dict(source, value=list(values["allowedResultReceivers"])))
-        if values["allowedAdditionalAnalyses"] is not None:
-            allowed_additional.append(dict(source, value=list(values["allowedAdditionalAnalyses"])))
-        if values["additionalAnalyses"] is not None:
-            additional.append(dict(source, value=values["additionalAnalyses"]))
-    inherited: dict = {}
-    if receivers:
-        inherited["allowedResultReceivers"] = {"value": _intersection(s["value"] for s in receivers),
-                                               "sources": receivers}
-    if allowed_additional:
-        inherited["allowedAdditionalAnalyses"] = {"value": _intersection(s["value"] for s in allowed_additional),
-                                                  "sources": allowed_additional}
-    if additional:
-        inherited["additionalAnalyses"] = {"value": max((s["value"] for s in additional), key=_STRICTNESS.get),
-                                           "sources": additional}
-    lineage = []
-    for output, table, column in plan.deferred_columns:
-        source = sources_of[table]
-        entry = {"column": output.lower(), "sourceColumn": column, "sourceName": source["name"],
-                 "sourceId": source["id"], "sourceType": source["type"], "sourceAccountId": source["sourceAccountId"]}
-        if entry not in lineage:
-            lineage.append(entry)
-    if lineage:
-        inherited["disallowedOutputColumns"] = {"value": sorted({e["column"] for e in lineage}),
-                                                "columnLineage": lineage}
-    return inherited
-
-
-def _rule_body(rule_type, policy_doc) -> dict:
-    if not rule_type or not policy_doc:
-        return {}
-    return (policy_doc.get("v1") or {}).get(analysis_rules.POLICY_MEMBERS[rule_type]) or {}
-
-
-def _intersection(values) -> list:
-    values = [list(v) for v in values]
-    common = set(values[0]).intersection(*map(set, values[1:]))
-    return [v for v in values[0] if v in common]
-
-
 # ------------------------------------------------------------------------------------------------ rule checks
-
-
-def _own_rule(row) -> dict | None:
-    if not row["rule_policy"]:
-        return None
-    return row["rule_policy"]["v1"]["custom"]
-
-
-def _effective(row, active) -> dict:
-    """What a query on the table must respect beyond its own authorization: its own rule combined with the
-    constraints its active version inherited."""
-    own = _own_rule(row) or {}
-    inherited = (active["doc"].get("inheritedConstraints") or {}) if active else {}
-    receivers = own.get("allowedResultReceivers")
-    if "allowedResultReceivers" in inherited:
-        base = inherited["allowedResultReceivers"]["value"]
-        receivers = base if receivers is None else [a for a in receivers if a in base]
-    disallowed = sorted(set(own.get("disallowedOutputColumns") or [])
-                        | set((inherited.get("disallowedOutputColumns") or {}).get("value") or []))
-    additional = [v for v in (own.get("additionalAnalyses"),
-                              (inherited.get("additionalAnalyses") or {}).get("value")) if v]
-    allowed_additional = [v for v in (own.get("allowedAdditionalAnalyses"),
-                                      (inherited.get("allowedAdditionalAnalyses") or {}).get("value")) if v is not None]
-    return {"allowedResultReceivers": receivers, "disallowedOutputColumns": disallowed,
-            "additionalAnalyses": max(additional, key=_STRICTNESS.get) if additional else None,
-            "allowedAdditionalAnalyses": _intersection(allowed_additional) if allowed_additional else None}
-
-
-def _check_rule(conn: sa.Connection, row, policy_doc: dict) -> None:
-    """The rule's columns exist (once populated); DP is not offered here; a multi-party table's rule can only make
-    the inherited controls stricter."""
-    body = (policy_doc.get("v1") or {}).get("custom")
-    if body is None:
-        raise errors.validation("analysisRulePolicy.v1.custom is required.", field="analysisRulePolicy")
-    if body.get("differentialPrivacy"):
-        raise errors.invalid_configuration("Differential privacy is not supported on intermediate tables by this "
-                                           "server.")
-    analyses = body.get("allowedAnalyses") or []
-    if not analyses:
-        raise errors.validation("allowedAnalyses must list ANY_QUERY or analysis templates.",
-                                field="analysisRulePolicy.v1.custom.allowedAnalyses")
-    if "ANY_QUERY" in analyses and not body.get("allowedAnalysisProviders"):
-        raise errors.validation("allowedAnalysisProviders is required when allowedAnalyses is ANY_QUERY.",
-                                field="analysisRulePolicy.v1.custom.allowedAnalysisProviders")
-    active = store.active_version(conn, row["id"])
-    if active is None:
-        return
-    columns = {c for c, _ in active["doc"].get("columns") or []}
-    named = set(body.get("disallowedOutputColumns") or [])
-    for threshold in body.get("aggregationThresholds") or []:
-        named |= set(threshold.get("identityColumns") or [])
-        named |= {c["outputColumnName"] for c in threshold.get("outputColumnThresholds") or []}
-    controls = body.get("comparisonControls") or {}
-    named |= set(controls.get("allowedLiteralComparisonColumns") or []) | set(
-        controls.get("allowedColumnComparisonColumns") or [])
-    unknown = sorted(named - columns)
-    if unknown:
-        raise errors.invalid_configuration(f"The analysis rule names column(s) {', '.join(unknown)} that the "
-                                           "intermediate table does not have.")
-    if not any(d["creatorAccountId"] != row["account_id"] for d in active["doc"].get("dependencies") or []):
-        return  # first-party: the owner has full control
-    inherited = active["doc"].get("inheritedConstraints") or {}
-    problems = []
-    if "allowedResultReceivers" in inherited and "allowedResultReceivers" in body:
-        extra = sorted(set(body["allowedResultReceivers"]) - set(inherited["allowedResultReceivers"]["value"]))
-        if extra:
-            problems.append(f"allowedResultReceivers adds {', '.join(extra)}, which the base tables do not allow")
-    if "disallowedOutputColumns" in inherited:
-        missing = sorted(set(inherited["disallowedOutputColumns"]["value"]) - set(body.get("disallowedOutputColumns")
-                                                                                  or []))
-        if missing:
-            problems.append(f"disallowedOutputColumns must include {', '.join(missing)}")
-    if "allowedAdditionalAnalyses" in inherited and "allowedAdditionalAnalyses" in body:
-        extra = sorted(set(body["allowedAdditionalAnalyses"]) - set(inherited["allowedAdditionalAnalyses"]["value"]))
-        if extra:
-            problems.append("allowedAdditionalAnalyses lists analyses the base tables do not allow")
-    if "additionalAnalyses" in inherited and "additionalAnalyses" in body:
-        if _STRICTNESS[body["additionalAnalyses"]] < _STRICTNESS[inherited["additionalAnalyses"]["value"]]:
-            problems.append(f"additionalAnalyses must be {inherited['additionalAnalyses']['value']} or stricter")
-    if problems:
-        raise errors.invalid_configuration("The intermediate table is populated from other members' tables, so its "
-                                           "analysis rule can only make their controls stricter: "
-                                           + "; ".join(problems) + ".")
 
 
 def _rule_type(params: dict) -> str:
