@@ -251,8 +251,8 @@ def populate_intermediate_table(ctx: RequestContext, params: dict) -> dict:
                 raise errors.validation("parameters can be given only when the intermediate table is populated by an "
                                         "analysis template.", field="parameters")
             sql_parameters["parameters"] = params["parameters"]
-        sql, template, values = protected_queries._query_text(conn, sql_parameters, caller.collaboration)
-        payer = protected_queries._payer({"queryComputePayerAccountId": params.get("analysisPayerAccountId")},
+        sql, template, values = protected_queries.query_text(conn, sql_parameters, caller.collaboration)
+        payer = protected_queries.query_payer({"queryComputePayerAccountId": params.get("analysisPayerAccountId")},
                                          caller.members)
     compute = params.get("computeConfiguration") or {}
     if "jobComputeConfiguration" in compute:

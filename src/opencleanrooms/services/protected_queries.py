@@ -5,8 +5,9 @@ collaboration with typed parameters, who receives the results and where, who pay
 collaboration's tables to the policy layer, which proves the query obeys every referenced table's analysis rule
 before anything runs. A query the rules refuse is recorded FAILED with the policy's error code and message, and
 nothing runs; an accepted one is stored SUBMITTED with the engine's SQL, and a runner (off the request path, in
-this or another server process) runs it. What each choice rests on is in docs/behaviour.md under "Protected
-queries".
+this or another server process) runs it. `submit` is that one path for every query, whoever starts it:
+PopulateIntermediateTable (services/intermediate_tables.py) goes through it too. What each choice rests on is in
+docs/behaviour.md under "Protected queries".
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ PRIVATE_FIELDS = frozenset({"receivers", "deliveries"})  # kept in a query's doc
 def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
         caller = query_caller(conn, ctx, params["membershipIdentifier"], "start protected queries")
-        sql, template, parameters = _query_text(conn, params["sqlParameters"], caller.collaboration)
+        sql, template, parameters = query_text(conn, params["sqlParameters"], caller.collaboration)
         outputs, report, receivers = _outputs(ctx, params, caller.collaboration, caller.members, caller.memberships)
-        payer = _payer(params, caller.members)
+        payer = query_payer(params, caller.members)
     doc = _query_doc(params, payer)
     row = submit(ctx, caller, Submission(sql=sql, template=template, parameters=parameters, outputs=outputs,
                                          report=report, receivers=receivers, doc=doc))
@@ -288,7 +289,7 @@ def _visible(conn: sa.Connection, membership_id: str, query_id: str):
 # ------------------------------------------------------------------------------------------------ checks
 
 
-def _query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
+def query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
     """The SQL to run, the template it comes from (or None) and its parameters (name -> (type, value))."""
     text, template_arn = sql_parameters.get("queryString"), sql_parameters.get("analysisTemplateArn")
     given = sql_parameters.get("parameters") or {}
@@ -393,7 +394,7 @@ def _s3_output(s3: dict, kind: str, account: str) -> dict:
             "format": s3.get("resultFormat", "CSV"), "single_file": bool(s3.get("singleFileOutput", False))}
 
 
-def _payer(params: dict, members: dict) -> str:
+def query_payer(params: dict, members: dict) -> str:
     """The member that pays for query compute: the one the collaboration makes responsible for it."""
     responsible = [a for a, m in members.items()
                    if ((m["doc"].get("paymentConfiguration") or {}).get("queryCompute") or {}).get("isResponsible")]
