@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from opencleanrooms.storage import intermediate_tables as intermediate_store
+from opencleanrooms.storage import protected_queries as query_store
 from tests.e2e.test_protected_queries import build_world, expected, rows, start, wait
 from tests.support.builders import all_pages, raises
 
@@ -449,3 +450,22 @@ def test_members_see_intermediate_tables_as_schemas(world, party):
 def test_names_are_relation_names(world):
     for name in ("bad.name", "-dash", "semi;colon"):
         raises("ValidationException", create, world, name=name)
+
+
+def test_one_population_at_a_time(server, world):
+    """While a population's query has not ended, the table shows POPULATE_STARTED and another population is a
+    ConflictException. (The running state is set in the database: a runner holds it with a long lease.)"""
+    table = create(world, sql="SELECT segment, COUNT(user_id) AS n FROM customers GROUP BY segment")
+    first = populate(world, table)
+    with server.db.write() as conn:
+        conn.execute(query_store.protected_queries.update().where(query_store.protected_queries.c.id == first["id"])
+                     .values(status="STARTED", runner="elsewhere", lease_until=4e9))
+    assert get(world, table)["status"] == "POPULATE_STARTED"
+    assert [v["status"] for v in versions(world, table)] == ["POPULATE_STARTED"]
+    raises("ConflictException", world.alice.client.populate_intermediate_table,
+           membershipIdentifier=world.mid(world.alice), intermediateTableIdentifier=table["id"])
+    with server.db.write() as conn:
+        conn.execute(query_store.protected_queries.update().where(query_store.protected_queries.c.id == first["id"])
+                     .values(status="SUCCESS", lease_until=None))
+    assert get(world, table)["status"] == "POPULATE_SUCCESS"
+    assert populate(world, table)["status"] == "SUCCESS"
