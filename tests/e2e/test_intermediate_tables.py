@@ -7,7 +7,12 @@ independent DuckDB computation over the same files.
 
 from __future__ import annotations
 
+import time
+import urllib.parse
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 
 from opencleanrooms.storage import intermediate_tables as intermediate_store
 from opencleanrooms.storage import protected_queries as query_store
@@ -311,6 +316,17 @@ def test_expired_versions_are_not_served(server, world):
     assert [v["status"] for v in versions(world, table)] == ["RETENTION_PERIOD_EXPIRED"]
     refused = start(world, "SELECT segment FROM reach")
     assert refused["status"] == "FAILED" and "expired" in refused["error"]["message"]
+    # and a runner deletes the expired data
+    V = intermediate_store.intermediate_table_versions
+    with server.db.read() as conn:
+        location = conn.execute(sa.select(V.c.doc).where(V.c.table_id == table["id"])).scalar_one()["location"]
+    directory = Path(urllib.parse.unquote(location[len("file://"):]))
+    deadline = time.monotonic() + 20
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not directory.exists()
+    with server.db.read() as conn:
+        assert conn.execute(sa.select(V.c.purged_time).where(V.c.table_id == table["id"])).scalar_one() is not None
     populate(world, table)  # a new population serves again
     assert get(world, table)["status"] == "POPULATE_SUCCESS"
     assert wait(world.alice.client, world.mid(world.alice), start(world, "SELECT segment FROM reach")["id"])[

@@ -30,6 +30,7 @@ from opencleanrooms.storage.database import Database
 
 log = logging.getLogger("opencleanrooms.runner")
 
+PURGE_SECONDS = 5.0  # how often a runner looks for expired intermediate table versions to delete
 INTERRUPTED = {"code": "TRANSIENT_ERROR", "retry": {"retryable": True},
                "message": "The query was interrupted because the server running it stopped; start it again."}
 
@@ -55,6 +56,7 @@ class QueryRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_purge = 0.0
 
     # -------------------------------------------------------------------------------------------- lifecycle
 
@@ -88,6 +90,7 @@ class QueryRunner:
             try:
                 self._close_abandoned()
                 self._claim()
+                self._purge_expired()
             except Exception:  # the database may be briefly unavailable; try again on the next tick
                 log.exception("query runner %s: dispatch failed", self.name)
             self._wake.wait(self._settings.poll_seconds)
@@ -129,6 +132,19 @@ class QueryRunner:
             with self._lock:
                 self._running[query_id] = token
             self._pool.submit(self._run, query_id, token)
+
+    def _purge_expired(self) -> None:
+        """Delete the data of intermediate table versions past their retention (at most every PURGE_SECONDS)."""
+        now = time.time()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_SECONDS
+        with self._db.read() as conn:
+            expired = intermediate_store.expired_with_data(conn, now)
+        for version_id, doc in expired:
+            results.delete_local_result(doc.get("location") or "", self._settings.results_dir)
+            with self._db.write() as conn:
+                intermediate_store.mark_purged(conn, version_id, now)
 
     def _close_abandoned(self) -> None:
         now = time.time()

@@ -6,7 +6,8 @@ only the sticky states a data provider or a deleted base table sets (DISALLOWED_
 BASE_TABLE_REMOVED); every other status is derived from the versions. A version is one population: its row is
 written with the protected query that populates it, in one transaction, and reads that query's status
 (POPULATE_STARTED while it runs, POPULATE_FAILED if it ends otherwise than SUCCESS); the runner marks it populated
-(`populated_time`, its data's location and columns) in the transaction that ends the query SUCCESS.
+(`populated_time`, its data's location and columns) in the transaction that ends the query SUCCESS, and deletes
+the data once the version has expired (`purged_time`).
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ intermediate_table_versions = sa.Table(
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("expiration_time", sa.Float, nullable=False),
     sa.Column("populated_time", sa.Float, nullable=True),  # set when its query succeeded
+    sa.Column("purged_time", sa.Float, nullable=True),  # set when a runner deleted the data of the expired version
     # parameters, kmsKeyArn, inheritedConstraints, dependencies; once populated: location, columns
     sa.Column("doc", JSONDoc, nullable=False),
     sa.Index("ix_intermediate_table_versions_table", "table_id", "seq"),
     sa.Index("ix_intermediate_table_versions_analysis", "analysis_id"),
+    sa.Index("ix_intermediate_table_versions_expiration", "expiration_time"),
 )
 
 TABLES: list[sa.Table] = [intermediate_tables, intermediate_table_versions]
@@ -153,3 +156,14 @@ def mark_populated(conn: sa.Connection, analysis_id: str, now: float, location: 
         return
     doc = dict(row.doc, location=location, columns=[list(c) for c in columns])
     conn.execute(VER.update().where(VER.c.id == row.id).values(populated_time=now, doc=doc))
+
+
+def expired_with_data(conn: sa.Connection, now: float, limit: int = 20) -> list:
+    """Populated versions past their expiration whose data is still stored: (id, doc) rows."""
+    return conn.execute(sa.select(VER.c.id, VER.c.doc).where(
+        VER.c.expiration_time <= now, VER.c.populated_time.is_not(None), VER.c.purged_time.is_(None))
+        .order_by(VER.c.expiration_time).limit(limit)).all()
+
+
+def mark_purged(conn: sa.Connection, version_id: str, now: float) -> None:
+    conn.execute(VER.update().where(VER.c.id == version_id).values(purged_time=now))
