@@ -252,8 +252,8 @@ def populate_intermediate_table(ctx: RequestContext, params: dict) -> dict:
                                         "analysis template.", field="parameters")
             sql_parameters["parameters"] = params["parameters"]
         sql, template, values = protected_queries.query_text(conn, sql_parameters, caller.collaboration)
-        payer = protected_queries.query_payer({"queryComputePayerAccountId": params.get("analysisPayerAccountId")},
-                                         caller.members)
+        payer = protected_queries.query_payer(
+            {"queryComputePayerAccountId": params.get("analysisPayerAccountId")}, caller.members)
     compute = params.get("computeConfiguration") or {}
     if "jobComputeConfiguration" in compute:
         raise errors.validation("jobComputeConfiguration applies to PySpark jobs; this intermediate table is "
