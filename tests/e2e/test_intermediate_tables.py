@@ -61,6 +61,22 @@ def versions(world, table: dict, **params) -> list:
                      membershipIdentifier=world.mid(world.alice), intermediateTableIdentifier=table["id"], **params)
 
 
+def data_directory(server, table: dict) -> Path:
+    """Where the server keeps the data of the table's (only) version."""
+    versions_table = intermediate_store.intermediate_table_versions
+    with server.db.read() as conn:
+        doc = conn.execute(sa.select(versions_table.c.doc)
+                           .where(versions_table.c.table_id == table["id"])).scalar_one()
+    return Path(urllib.parse.unquote(doc["location"][len("file://"):]))
+
+
+def wait_gone(path: Path, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not path.exists()
+
+
 # ------------------------------------------------------------------------------------------------ lifecycle
 
 
@@ -115,7 +131,7 @@ def test_each_population_is_a_new_version_and_versions_page(world):
     assert get(world, table)["intermediateTableVersion"]["versionId"] == ids[-1]
 
 
-def test_update_list_and_idempotent_delete(world):
+def test_update_list_and_idempotent_delete(server, world):
     tables = [create(world, name=f"t{i}", sql="SELECT segment FROM customers") for i in range(5)]
     listed = all_pages(world.alice.client, "list_intermediate_tables", "intermediateTableSummaries",
                        membershipIdentifier=world.mid(world.alice), PaginationConfig={"PageSize": 2})
@@ -133,10 +149,13 @@ def test_update_list_and_idempotent_delete(world):
         membershipIdentifier=world.mid(world.alice), intermediateTableIdentifier=tables[0]["id"],
         columns=[{"name": "segment", "type": "varchar(10)"}])["intermediateTable"]
     assert updated["schema"]["columns"] == [{"name": "segment", "type": "varchar(10)"}]
+    directory = data_directory(server, tables[0])
+    assert directory.exists()
     for _ in range(2):  # the delete is idempotent
         world.alice.client.delete_intermediate_table(membershipIdentifier=world.mid(world.alice),
                                                      intermediateTableIdentifier=tables[0]["id"])
     raises("ResourceNotFoundException", get, world, tables[0])
+    assert wait_gone(directory)  # a runner deletes the data of a deleted table
 
 
 def test_a_refused_population_fails_its_version(world):
@@ -318,13 +337,7 @@ def test_expired_versions_are_not_served(server, world):
     assert refused["status"] == "FAILED" and "expired" in refused["error"]["message"]
     # and a runner deletes the expired data
     V = intermediate_store.intermediate_table_versions
-    with server.db.read() as conn:
-        location = conn.execute(sa.select(V.c.doc).where(V.c.table_id == table["id"])).scalar_one()["location"]
-    directory = Path(urllib.parse.unquote(location[len("file://"):]))
-    deadline = time.monotonic() + 20
-    while directory.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not directory.exists()
+    assert wait_gone(data_directory(server, table))
     with server.db.read() as conn:
         assert conn.execute(sa.select(V.c.purged_time).where(V.c.table_id == table["id"])).scalar_one() is not None
     populate(world, table)  # a new population serves again

@@ -206,7 +206,7 @@ def delete_intermediate_table(ctx: RequestContext, params: dict) -> None:
         row = store.get(conn, membership_id, table_id)
         if row is None:
             return None
-        store.delete(conn, table_id)
+        store.delete(conn, table_id, ctx.now)
         tag_store.remove(conn, row["arn"])
         base_table_removed(conn, row["collaboration_id"], table_id, row["name"], ctx.now)
     return None

@@ -53,7 +53,8 @@ intermediate_table_versions = sa.Table(
     metadata,
     sa.Column("seq", Seq, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(36), nullable=False, unique=True),
-    sa.Column("table_id", sa.String(36), sa.ForeignKey("intermediate_tables.id"), nullable=False),
+    # no foreign key: a deleted table's versions stay, expired, until a runner has deleted their data
+    sa.Column("table_id", sa.String(36), nullable=False),
     sa.Column("analysis_id", sa.String(36), nullable=False),  # the protected query that populates it
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("expiration_time", sa.Float, nullable=False),
@@ -110,8 +111,10 @@ def update(conn: sa.Connection, table_id: str, **values) -> None:
     conn.execute(T.update().where(T.c.id == table_id).values(**values))
 
 
-def delete(conn: sa.Connection, table_id: str) -> None:
-    conn.execute(VER.delete().where(VER.c.table_id == table_id))
+def delete(conn: sa.Connection, table_id: str, now: float) -> None:
+    """The table goes; its versions expire now, so that a runner deletes their data."""
+    conn.execute(VER.update().where(VER.c.table_id == table_id, VER.c.expiration_time > now)
+                 .values(expiration_time=now))
     conn.execute(T.delete().where(T.c.id == table_id))
 
 
