@@ -708,6 +708,7 @@ _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reac
 _PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
 _AUDIENCE_MODEL_TEST = "tests/e2e/test_audience_model_associations.py::test_other_accounts_reach_no_association"
 _LOG_EXPORT_TEST = "tests/e2e/test_analysis_log_exports.py::test_other_accounts_reach_no_export"
+_INTERMEDIATE_TABLE_TEST = "tests/e2e/test_intermediate_tables.py::test_access_from_every_role"
 ATTACKED_ELSEWHERE = {
     **dict.fromkeys([
         "CreateConfiguredTableAssociation", "GetConfiguredTableAssociation", "UpdateConfiguredTableAssociation",
@@ -732,6 +733,10 @@ ATTACKED_ELSEWHERE = {
         "ListConfiguredAudienceModelAssociations", "GetCollaborationConfiguredAudienceModelAssociation",
         "ListCollaborationConfiguredAudienceModelAssociations"], _AUDIENCE_MODEL_TEST),
     **dict.fromkeys(["StartAnalysisLogExport", "GetAnalysisLogExport", "ListAnalysisLogExports"], _LOG_EXPORT_TEST),
+        "CreateIntermediateTable", "GetIntermediateTable", "UpdateIntermediateTable", "DeleteIntermediateTable",
+        "ListIntermediateTables", "ListIntermediateTableVersions", "PopulateIntermediateTable",
+        "DisallowIntermediateTable", "CreateIntermediateTableAnalysisRule", "GetIntermediateTableAnalysisRule",
+        "UpdateIntermediateTableAnalysisRule", "DeleteIntermediateTableAnalysisRule"], _INTERMEDIATE_TABLE_TEST),
 }
 
 

@@ -344,6 +344,8 @@ TIMING_BOUND = {
                               "tests/e2e/test_analysis_log_exports.py exports finished queries",
     "GetAnalysisLogExport": "needs an export made by StartAnalysisLogExport (above): "
                             "tests/e2e/test_analysis_log_exports.py reads exports back",
+    "DisallowIntermediateTable": "succeeds only for the owner of a base table of an intermediate table whose "
+                                 "population the policy accepted: tests/e2e/test_intermediate_tables.py disallows",
 }
 
 

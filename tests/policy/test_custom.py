@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from opencleanrooms.policy import QueryRejected, TableInfo
+
 from tests.policy.helpers import OTHER, RUNNER, TEMPLATE, THIRD, custom_rule, plan, refused, row, run, table
 
 MINE = table("mine", owner=RUNNER, rule_type="CUSTOM")
@@ -244,3 +246,33 @@ def test_identity_column_must_be_an_allowed_column():
                                                             "type": "COUNT_DISTINCT"}]))
     refused("SELECT s.region, COUNT(*) FROM sales s GROUP BY s.region", narrow, code="INVALID_RESOURCE",
             contains=("identity column `id`", "allowed columns"))
+
+
+# ------------------------------------------------------------------------------------------------ deferred controls
+
+
+def test_populating_defers_disallowed_columns_and_records_where_they_reach():
+    """An intermediate table's population may carry a disallowed column: the plan says which outputs it reaches,
+    even derived, so the intermediate table can inherit the restriction."""
+    sales = table("sales", rule_type="CUSTOM", rule=custom_rule(disallowedOutputColumns=["email", "id"]))
+    sql = "SELECT region, UPPER(email) AS mail, id FROM sales"
+    with pytest.raises(QueryRejected):
+        plan(sql, sales)
+    deferred = plan(sql, sales, defer_output_controls=True)
+    assert sorted(deferred.deferred_columns) == [("id", "sales", "id"), ("mail", "sales", "email")]
+    assert plan("SELECT region FROM sales", sales, defer_output_controls=True).deferred_columns == ()
+
+
+def test_populating_still_enforces_comparison_controls():
+    sales = table("sales", rule_type="CUSTOM", rule=custom_rule(comparisonControls={
+        "allowedLiteralComparisonColumns": [], "allowedColumnComparisonColumns": []}))
+    with pytest.raises(QueryRejected):
+        plan("SELECT region FROM sales WHERE region = 'x'", sales, defer_output_controls=True)
+
+
+def test_an_unavailable_table_is_refused_with_its_reason():
+    gone = TableInfo(name="derived", owner_account_id=OTHER, columns=(), rule_type="CUSTOM", rule=custom_rule(),
+                     unavailable="its data expired")
+    with pytest.raises(QueryRejected) as info:
+        plan("SELECT anything FROM derived", gone)
+    assert info.value.code == "INVALID_RESOURCE" and "its data expired" in info.value.message

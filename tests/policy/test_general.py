@@ -16,7 +16,7 @@ LIST_SQL = "SELECT DISTINCT s.region FROM sales s JOIN mine m ON s.id = m.id"
 
 def test_public_types_keep_their_fields():
     assert [f.name for f in dataclasses.fields(TableInfo)] == ["name", "owner_account_id", "columns", "rule_type",
-                                                                 "rule"]
+                                                                 "rule", "unavailable"]
     assert [f.name for f in dataclasses.fields(QueryRequest)][:7] == [
         "sql", "runner_account_id", "tables", "template_arn", "template_author_account_id", "parameters",
         "max_tables"]

@@ -239,3 +239,20 @@ def test_parquet_files_are_plain_parquet(tmp_path):
     location = write_result(sample(), fmt="PARQUET", single_file=True, destination=LocalDestination(str(tmp_path)),
                             query_id=qid())
     assert pq.read_table(location[len("file://"):]).num_rows == 10
+
+
+def test_delete_local_result_deletes_only_below_the_results_directory(tmp_path):
+    from opencleanrooms.results import LocalDestination, delete_local_result, write_result
+
+    root, outside = tmp_path / "results", tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x")
+    location = write_result(pa.table({"a": [1]}), fmt="PARQUET", single_file=False,
+                            destination=LocalDestination(str(root), "", "intermediate-tables/t"), query_id="q1")
+    delete_local_result(outside.as_uri() + "/", str(root))
+    delete_local_result(root.as_uri(), str(root))
+    delete_local_result("s3://bucket/key/", str(root))
+    assert (outside / "keep.txt").exists() and (root / "intermediate-tables" / "t" / "q1").exists()
+    delete_local_result(location, str(root))
+    assert not (root / "intermediate-tables" / "t" / "q1").exists() and root.exists()
+    delete_local_result(location, str(root))  # already gone: no error

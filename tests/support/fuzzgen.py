@@ -169,6 +169,8 @@ def _resources() -> dict[str, Resource]:
 RESOURCES = {k: r for k, r in _resources().items() if r.shape != "UUID"}  # a shape too generic to pool by
 DELETES = {r.delete: r for r in RESOURCES.values() if r.delete}
 BY_SHAPE = {r.shape: r for r in RESOURCES.values()}
+# Deletes the model documents as idempotent: operation -> the label of the identifier that may be unknown.
+IDEMPOTENT_DELETES = {"DeleteIntermediateTable": "intermediateTableIdentifier"}
 REJECT_PICKS = frozenset({"foreign", "random", "mismatch", "own_gone", "unreadable"})
 
 
@@ -330,9 +332,11 @@ class Pools:
             self.ids[resource.shape] = [e for e in self.entries(resource.shape)
                                         if not (e["scope"] == scope and e["id"] == value)]
             return
-        for e in self.entries(resource.shape):
-            if e["id"] == value:
-                e["gone"] = True
+        found = [e for e in self.entries(resource.shape) if e["id"] == value]
+        if found and not any(all(e["scope"].get(k) == v for k, v in scope.items() if k in e["scope"]) for e in found):
+            return  # an idempotent delete through another parent: it was not there, so nothing went
+        for e in found:
+            e["gone"] = True
         for shape, entries in self.ids.items():  # what lived under it goes with it
             child = BY_SHAPE.get(shape)
             if child is not None and child.typed:
@@ -996,6 +1000,71 @@ class Generator:
         params["analysisId"] = query["id"]
         params["resultConfiguration"] = {"outputConfiguration": {"s3": {"bucket": "fuzz-logs"}}}
 
+    # -- intermediate tables
+
+    def _nudge_create_intermediate_table(self, params, picks):
+        """A stored SQL query in an ACTIVE membership of the caller's where it can query: a named count over one of
+        its associations there (as far as the pools know), or SELECT 1 (refused when populated: no table)."""
+        rng = self.rng
+        if rng.random() >= 0.8:
+            return
+        memberships = [e for e in self.pools.entries("MembershipIdentifier")
+                       if e["pick"] == "own" and not e["gone"] and e["data"].get("status", "ACTIVE") == "ACTIVE"
+                       and "CAN_QUERY" in set(e["data"].get("memberAbilities") or [])]
+        if not memberships:
+            return
+        membership = rng.choice(memberships)
+        params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+        names = [e["data"]["name"] for e in self.pools.entries("ConfiguredTableAssociationIdentifier")
+                 if not e["gone"] and e["scope"].get("membershipIdentifier") == membership["id"]
+                 and e["data"].get("name")]
+        sql = f"SELECT COUNT(*) AS n FROM {rng.choice(names)}" if names and rng.random() < 0.7 else "SELECT 1"
+        params["populationAnalysisConfiguration"] = {"sqlParameters": {"queryString": sql}}
+        params["name"] = f"it_{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
+
+    def _own_intermediate_table(self, params, picks, *, with_rule: bool = False) -> None:
+        """Mostly one of the caller's live intermediate tables, with its membership (one with a rule, if asked and
+        the pools know one)."""
+        tables = [e for e in self.pools.entries("IntermediateTableIdentifier")
+                  if not e["gone"] and e["scope"].get("membershipIdentifier")
+                  and self.pools.kind_of("MembershipIdentifier", e["scope"]["membershipIdentifier"]) == "own"]
+        if with_rule:
+            ruled = {e["scope"].get("intermediateTableIdentifier")
+                     for e in self.pools.entries("IntermediateTableAnalysisRuleType") if not e["gone"]}
+            tables = [e for e in tables if e["id"] in ruled] or tables
+        if not tables or self.rng.random() >= 0.7:
+            return
+        table = self.rng.choice(tables)
+        params["intermediateTableIdentifier"], picks["intermediateTableIdentifier"] = table["id"], "own"
+        params["membershipIdentifier"], picks["membershipIdentifier"] = table["scope"]["membershipIdentifier"], "own"
+        if "analysisRuleType" in picks:  # linked to the old target: judge it against the new one
+            known = [e for e in self.pools.entries("IntermediateTableAnalysisRuleType") if not e["gone"]
+                     and e["id"] == params.get("analysisRuleType")
+                     and e["scope"].get("intermediateTableIdentifier") == table["id"]]
+            if known:
+                picks["analysisRuleType"] = "linked"
+            else:
+                picks.pop("analysisRuleType")  # the pools may not know of its rule: either outcome
+
+    def _nudge_intermediate_table_rule_target(self, params, picks):
+        self._own_intermediate_table(params, picks, with_rule=True)
+
+    def _nudge_intermediate_table_rule(self, params, picks, with_rule: bool = False):
+        """A CUSTOM rule the caller itself may query under (no differential privacy, no column controls, which
+        need the populated schema)."""
+        self._own_intermediate_table(params, picks, with_rule=with_rule)
+        if self.rng.random() >= 0.8:
+            return
+        params["analysisRulePolicy"] = {"v1": {"custom": {"allowedAnalyses": ["ANY_QUERY"],
+                                                          "allowedAnalysisProviders": [self.pools.account_id]}}}
+
+    def _nudge_populate_intermediate_table(self, params, picks):
+        self._own_intermediate_table(params, picks)
+        if self.rng.random() >= 0.8:
+            return
+        for key in ("parameters", "computeConfiguration", "analysisPayerAccountId"):
+            params.pop(key, None)
+
     def _nudge_update_protected_query(self, params, picks):
         params["targetStatus"] = "CANCELLED"
 
@@ -1088,6 +1157,10 @@ class Generator:
     def _expectation(self, operation: str, params: dict, picks: dict) -> str | None:
         """What a valid-by-model request must do, judged from what it targets (not from the server's code)."""
         kinds = set(picks.values())
+        idempotent = IDEMPOTENT_DELETES.get(operation)
+        if idempotent and picks.get("membershipIdentifier") == "own" and not (
+                {kind for label, kind in picks.items() if label != idempotent} & REJECT_PICKS):
+            return None  # AWS: "The delete is idempotent": an id not (or no longer) in the membership is no error
         if kinds & REJECT_PICKS:
             return "reject"  # nobody sees what is not theirs, unknown ids do not exist, gone is gone
         if not _tags_ok(params.get("tags")):
@@ -1561,6 +1634,13 @@ NUDGES = {
     "GetCollaborationConfiguredAudienceModelAssociation":
         Generator._nudge_get_collaboration_audience_model_association,
     "UpdateProtectedQuery": Generator._nudge_update_protected_query,
+    "CreateIntermediateTable": Generator._nudge_create_intermediate_table,
+    "CreateIntermediateTableAnalysisRule": Generator._nudge_intermediate_table_rule,
+    "UpdateIntermediateTableAnalysisRule": lambda g, params, picks: g._nudge_intermediate_table_rule(
+        params, picks, with_rule=True),
+    "PopulateIntermediateTable": Generator._nudge_populate_intermediate_table,
+    "GetIntermediateTableAnalysisRule": Generator._nudge_intermediate_table_rule_target,
+    "DeleteIntermediateTableAnalysisRule": Generator._nudge_intermediate_table_rule_target,
     "CreateCollaboration": Generator._nudge_create_collaboration,
     "CreateMembership": Generator._nudge_create_membership,
     "UpdateMembership": Generator._nudge_update_membership,

@@ -78,3 +78,33 @@ def glue_type(duck_type) -> str:
         children = dict(duck_type.children)
         return f"map<{glue_type(children['key'])},{glue_type(children['value'])}>"
     raise UnsupportedType(str(duck_type))
+
+
+def arrow_glue_type(arrow_type) -> str:
+    """The Glue type name of an Arrow type (a `pyarrow.DataType`), for tables this server writes itself
+    (intermediate tables). Types without a Glue equivalent are reported as string."""
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_boolean(t):
+        return "boolean"
+    for check, name in ((pa.types.is_int8, "tinyint"), (pa.types.is_int16, "smallint"), (pa.types.is_int32, "int"),
+                        (pa.types.is_int64, "bigint"), (pa.types.is_uint8, "smallint"), (pa.types.is_uint16, "int"),
+                        (pa.types.is_uint32, "bigint"), (pa.types.is_uint64, "decimal(20,0)"),
+                        (pa.types.is_float16, "float"), (pa.types.is_float32, "float"),
+                        (pa.types.is_float64, "double"), (pa.types.is_date, "date"),
+                        (pa.types.is_timestamp, "timestamp")):
+        if check(t):
+            return name
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"array<{arrow_glue_type(t.value_type)}>"
+    if pa.types.is_map(t):
+        return f"map<{arrow_glue_type(t.key_type)},{arrow_glue_type(t.item_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ",".join(f"{t.field(i).name}:{arrow_glue_type(t.field(i).type)}"
+                                    for i in range(t.num_fields)) + ">"
+    return "string"

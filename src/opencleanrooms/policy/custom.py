@@ -37,11 +37,17 @@ def precheck(tree: exp.Expression, relations: Relations, request: QueryRequest) 
 
 def enforce(tree: exp.Expression, relations: Relations, request: QueryRequest) -> exp.Expression:
     flow = Flow(tree)
-    _disallowed_outputs(flow, relations)
+    deferred = _reached_disallowed(flow, relations) if request.defer_output_controls else None
+    if deferred is None:
+        _disallowed_outputs(flow, relations)
     _comparison_controls(flow, relations)
     if _uses_differential_privacy(relations):
-        return dp.enforce(tree, flow, relations)
-    return thresholds.enforce(tree, flow, relations)
+        tree = dp.enforce(tree, flow, relations)
+    else:
+        tree = thresholds.enforce(tree, flow, relations)
+    if deferred:
+        tree.meta["deferred_columns"] = deferred
+    return tree
 
 
 def _uses_differential_privacy(relations: Relations) -> bool:
@@ -82,6 +88,14 @@ def _disallowed_outputs(flow: Flow, relations: Relations) -> None:
             reject(f"Column `{column}` of table `{table}` cannot appear in the output{how}: the CUSTOM rule of "
                    f"`{table}` lists it in disallowedOutputColumns; only COUNT or COUNT(DISTINCT) of it may be "
                    f"output.")
+
+
+def _reached_disallowed(flow: Flow, relations: Relations) -> list[tuple[str, str, str]]:
+    """(output, table, column) for every disallowed column that reaches an output column, even derived."""
+    disallowed = {(name, column) for name in relations.names
+                  for column in (relations.tables[name].rule or {}).get("disallowedOutputColumns") or []}
+    return [(output, table, column) for output, lineage in flow.outputs(flow.root)
+            for table, column in sorted(base_columns(lineage) & disallowed)]
 
 
 # ------------------------------------------------------------------------------------------------ comparisons

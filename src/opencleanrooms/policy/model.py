@@ -24,6 +24,7 @@ class TableInfo:
     columns: tuple[tuple[str, str], ...]
     rule_type: str | None
     rule: Mapping | None
+    unavailable: str | None = None  # why the table cannot be read now (e.g. an expired intermediate table)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class QueryRequest:
     template_author_account_id: str | None = None
     parameters: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     max_tables: int = 15
+    # Populating an intermediate table: CUSTOM rules' disallowedOutputColumns are deferred (enforced when the
+    # intermediate table is queried), so instead of refusing, the plan records which output columns they reach.
+    defer_output_controls: bool = False
 
 
 class QueryRejected(Exception):
@@ -70,6 +74,9 @@ class Plan:
     dp_aggregations: tuple[Mapping[str, Any], ...] = ()
     # differential privacy: one entry per output column (output, type, expression, contribution_limit, mode); the
     # engine then returns dp.RESULT_COLUMNS cells, not `output_columns`, and the runner releases them with noise
+    deferred_columns: tuple[tuple[str, str, str], ...] = ()
+    # with QueryRequest.defer_output_controls: (output column, table, column) for each disallowed output column of
+    # a table that reaches an output column
 
     def dp_counts(self) -> dict[str, int]:
         """Aggregations per DP type: what the query spends from the privacy budget."""

@@ -55,6 +55,8 @@ def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
         reject(f"The query reads {len(found)} configured tables; at most {request.max_tables} are allowed per "
                f"protected query.")
     for name, info in sorted(found.items()):
+        if info.unavailable:
+            reject(f"Table `{name}` cannot be queried: {info.unavailable}", "INVALID_RESOURCE")
         if info.rule_type is None:
             reject(f"Table `{name}` has no analysis rule, so it cannot be queried.", "INVALID_RESOURCE")
         if info.rule_type not in RULE_TYPES:

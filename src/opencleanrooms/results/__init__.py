@@ -164,6 +164,22 @@ def _write_s3(parts: list[pa.Table], names: list[str], fmt: str, destination: S3
         shutil.rmtree(work, ignore_errors=True)
 
 
+def delete_local_result(location: str, root: str) -> None:
+    """Delete the files at a file:// location this server wrote below `root` (the results directory); a location
+    elsewhere is left alone. Missing files are no error."""
+    if not location.startswith("file://"):
+        return
+    path = os.path.abspath(urllib.parse.unquote(location[len("file://"):]))
+    root = os.path.abspath(root)
+    if path == root or os.path.commonpath([root, path]) != root:
+        return
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def read_result(location: str, settings: S3Settings | None = None) -> pa.Table:
     """The result at a reported location (s3:// or file://; a directory or one file), as one Arrow table."""
     if location.startswith("s3://"):
@@ -214,5 +230,6 @@ def _read_blob(name: str, data: bytes) -> pa.Table:
 
 __all__ = [
     "DEFAULT_MAX_ROWS_PER_FILE", "FORMATS", "LocalDestination", "ResultDestination",
-    "ResultWriteError", "S3Destination", "local_directory", "read_result", "result_key_prefix", "write_result",
+    "ResultWriteError", "S3Destination", "delete_local_result", "local_directory", "read_result", "result_key_prefix",
+    "write_result",
 ]

@@ -15,18 +15,22 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from opencleanrooms import catalog, results
 from opencleanrooms.engines import CancelToken, EngineError, Limits, QueryCancelled, QueryTimedOut, TableScan, open_engine
+from opencleanrooms.catalog.glue_types import arrow_glue_type
 from opencleanrooms.runner import dp
+from opencleanrooms.storage import intermediate_tables as intermediate_store
 from opencleanrooms.storage import protected_queries as store
 from opencleanrooms.storage.database import Database
 
 log = logging.getLogger("opencleanrooms.runner")
 
+PURGE_SECONDS = 5.0  # how often a runner looks for expired intermediate table versions to delete
 INTERRUPTED = {"code": "TRANSIENT_ERROR", "retry": {"retryable": True},
                "message": "The query was interrupted because the server running it stopped; start it again."}
 
@@ -52,6 +56,7 @@ class QueryRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._next_purge = 0.0
 
     # -------------------------------------------------------------------------------------------- lifecycle
 
@@ -85,6 +90,7 @@ class QueryRunner:
             try:
                 self._close_abandoned()
                 self._claim()
+                self._purge_expired()
             except Exception:  # the database may be briefly unavailable; try again on the next tick
                 log.exception("query runner %s: dispatch failed", self.name)
             self._wake.wait(self._settings.poll_seconds)
@@ -127,6 +133,19 @@ class QueryRunner:
                 self._running[query_id] = token
             self._pool.submit(self._run, query_id, token)
 
+    def _purge_expired(self) -> None:
+        """Delete the data of intermediate table versions past their retention (at most every PURGE_SECONDS)."""
+        now = time.time()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_SECONDS
+        with self._db.read() as conn:
+            expired = intermediate_store.expired_with_data(conn, now)
+        for version_id, doc in expired:
+            results.delete_local_result(doc.get("location") or "", self._settings.results_dir)
+            with self._db.write() as conn:
+                intermediate_store.mark_purged(conn, version_id, now)
+
     def _close_abandoned(self) -> None:
         now = time.time()
         with self._db.read() as conn:
@@ -168,6 +187,8 @@ class QueryRunner:
             table = self._engine.execute(spec["sql"][self._engine.name], scans, self._settings.limits, token)
             if spec.get("dp"):  # exact user-bounded cells in, the noisy answer out (and nothing exact)
                 table, sensitivity = dp.release(table, spec["dp"]["aggregations"], spec["dp"]["usersNoisePerQuery"])
+            if spec.get("intermediate"):  # the columns an intermediate table's version has, as populate named them
+                table = _named(table, spec["intermediate"]["columns"])
             locations = [self._write(output, table, row["id"]) for output in spec["outputs"]]
         except QueryCancelled:
             return "CANCELLED", {}
@@ -186,6 +207,8 @@ class QueryRunner:
                                                    f"unreadable. The server log has the details (query {row['id']})."}}
         deliveries = [{"accountId": o["account_id"], "location": loc} for o, loc in zip(spec["outputs"], locations)]
         extra = {"result": _result(spec["report"], spec["outputs"], locations), "deliveries": deliveries}
+        if spec.get("intermediate"):
+            extra["populated"] = (locations[0], [(f.name, arrow_glue_type(f.type)) for f in table.schema])
         if spec.get("dp"):
             extra["differential_privacy"] = {"sensitivityParameters": sensitivity}
         return "SUCCESS", extra
@@ -193,6 +216,10 @@ class QueryRunner:
     def _scans(self, spec: dict) -> list[TableScan]:
         scans = []
         for table in spec["tables"]:
+            if "location" in table:  # an intermediate table's version: Parquet this server wrote
+                scans.append(TableScan(name=table["scan"], scan=_stored_scan(table["location"]),
+                                       columns=tuple(table["columns"]), label=table["label"]))
+                continue
             with self._db.read() as conn:
                 source = catalog.require_table(conn, table["account_id"], table["region"], table["database"],
                                                table["table"])
@@ -201,6 +228,11 @@ class QueryRunner:
         return scans
 
     def _write(self, output: dict, table, query_id: str) -> str:
+        if output["kind"] == "intermediate":  # kept by this server, under its results directory
+            destination = results.LocalDestination(self._settings.results_dir, "",
+                                                   f"intermediate-tables/{output['table_id']}")
+            return results.write_result(table, fmt="PARQUET", single_file=False, destination=destination,
+                                        query_id=query_id)
         if self._s3 is not None and self._s3.endpoint_url:
             destination = results.S3Destination(output["bucket"], output["key_prefix"], self._s3)
         else:
@@ -210,7 +242,8 @@ class QueryRunner:
                                     destination=destination, query_id=query_id)
 
     def _finish(self, row, status: str, *, error: dict | None = None, result: dict | None = None,
-                deliveries: list | None = None, differential_privacy: dict | None = None) -> None:
+                deliveries: list | None = None, differential_privacy: dict | None = None,
+                populated: tuple | None = None) -> None:
         now = time.time()
         doc = _finished(row, now, error=error, result=result)
         if differential_privacy is not None:  # with the bounds the run released privately
@@ -219,6 +252,8 @@ class QueryRunner:
             doc["deliveries"] = deliveries  # where each receiver's copy is; never shown through the API
         with self._db.write() as conn:
             if store.transition(conn, row["id"], ["STARTED"], status, now, doc=doc):
+                if populated is not None:  # the version has its data in the transaction that ends its query
+                    intermediate_store.mark_populated(conn, row["id"], now, *populated)
                 return
             # Cancellation was asked for while the query ran: it ends CANCELLED whatever else happened.
             store.transition(conn, row["id"], ["CANCELLING"], "CANCELLED", now, doc=_finished(row, now))
@@ -237,8 +272,30 @@ def _error(exc) -> dict:
     return {"code": exc.code, "message": exc.message, "retry": {"retryable": bool(exc.retryable)}}
 
 
-def _result(report: dict, outputs: list[dict], locations: list[str]) -> dict:
-    """ProtectedQueryResult: the runner's own S3 location and/or the member receivers, as the request asked."""
+def _named(table, columns: list[str]):
+    """The result with the column names populate recorded (lower case), when it has as many columns."""
+    if len(columns) != table.num_columns:
+        return table
+    return table.rename_columns(list(columns))
+
+
+def _stored_scan(location: str) -> catalog.Scan:
+    """The Parquet files of a results location this server wrote (file://<dir>/)."""
+    directory = urllib.parse.unquote(location[len("file://"):]) if location.startswith("file://") else location
+    try:
+        files = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".parquet"))
+    except OSError:
+        files = []
+    if not files:
+        raise catalog.TableUnreadable("an intermediate table version has no data files")
+    return catalog.Scan(format="parquet", files=tuple(files))
+
+
+def _result(report: dict, outputs: list[dict], locations: list[str]) -> dict | None:
+    """ProtectedQueryResult: the runner's own S3 location and/or the member receivers, as the request asked
+    (none for a population: its result is the intermediate table's new version)."""
+    if report.get("intermediate"):
+        return None
     s3 = next((location for output, location in zip(outputs, locations) if output["kind"] == "s3"), None)
     members = [{"accountId": output["account_id"]} for output in outputs if output["kind"] == "member"]
     if report.get("distribute"):

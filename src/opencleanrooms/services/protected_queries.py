@@ -5,14 +5,18 @@ collaboration with typed parameters, who receives the results and where, who pay
 collaboration's tables to the policy layer, which proves the query obeys every referenced table's analysis rule
 before anything runs. A query the rules refuse is recorded FAILED with the policy's error code and message, and
 nothing runs; an accepted one is stored SUBMITTED with the engine's SQL, and a runner (off the request path, in
-this or another server process) runs it. What each choice rests on is in docs/behaviour.md under "Protected
-queries".
+this or another server process) runs it. `submit` is that one path for every query, whoever starts it:
+PopulateIntermediateTable (services/intermediate_tables.py) goes through it too. What each choice rests on is in
+docs/behaviour.md under "Protected queries".
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -42,42 +46,109 @@ PRIVATE_FIELDS = frozenset({"receivers", "deliveries"})  # kept in a query's doc
 
 @operation("StartProtectedQuery")
 def start_protected_query(ctx: RequestContext, params: dict) -> dict:
-    membership_id = params["membershipIdentifier"]
     with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        collaboration = collaboration_store.get(conn, ctx.region, membership["collaboration_id"])
-        if membership["status"] != "ACTIVE" or collaboration is None:
-            raise errors.access_denied(f"Membership {membership_id} is {membership['status']}; only an ACTIVE "
-                                       "member can start protected queries.")
-        members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
-        memberships = {m["account_id"]: m for m in membership_store.joined_for_collaboration(conn, collaboration["id"])}
-        if "CAN_QUERY" not in members[ctx.account_id]["doc"]["abilities"]:
-            raise errors.access_denied(f"The member {ctx.account_id} does not have the CAN_QUERY ability in "
-                                       f"collaboration {collaboration['id']}.")
-        sql, template, parameters = _query_text(conn, params["sqlParameters"], collaboration)
-        outputs, report, receivers = _outputs(ctx, params, collaboration, members, memberships)
-        payer = _payer(params, members)
+        caller = query_caller(conn, ctx, params["membershipIdentifier"], "start protected queries")
+        sql, template, parameters = query_text(conn, params["sqlParameters"], caller.collaboration)
+        outputs, report, receivers = _outputs(ctx, params, caller.collaboration, caller.members, caller.memberships)
+        payer = query_payer(params, caller.members)
+    doc = _query_doc(params, payer)
+    row = submit(ctx, caller, Submission(sql=sql, template=template, parameters=parameters, outputs=outputs,
+                                         report=report, receivers=receivers, doc=doc))
+    return {"protectedQuery": query_view(row, caller.membership)}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An ACTIVE member with CAN_QUERY, its collaboration and the collaboration's members and memberships."""
+
+    membership: Any
+    collaboration: Any
+    members: dict
+    memberships: dict
+
+
+@dataclass(frozen=True)
+class ExtraTable:
+    """A relation queries can read that is not a configured table association (an intermediate table): how the
+    policy sees it, why it cannot be read now (None if it can), who may receive results of queries on it, and
+    where its data is (a results location holding Parquet files). Why it cannot be read now, if it cannot, is
+    `info.unavailable`; `constraints` and `dependencies` are what a population reading it inherits."""
+
+    info: policy.TableInfo
+    id: str
+    allowed_receivers: tuple[str, ...]
+    location: str | None
+    constraints: Any = None
+    dependencies: tuple = ()
+
+
+@dataclass
+class Submission:
+    """One query to start: its text and where its results go; `populate` (an intermediate table population)
+    is told of the plan before the query is stored, and writes its own rows in the transaction that stores it."""
+
+    sql: str
+    template: Any
+    parameters: dict
+    outputs: list
+    report: dict
+    receivers: list
+    doc: dict
+    populate: Any = None  # .planned(plan, rows, extras) -> dict for the spec; .store(conn, row)
+
+
+# Relations other families add to every query of a collaboration: (conn, ctx, collaboration) -> {name: ExtraTable}.
+# Filled by services.wiring.
+EXTRA_TABLES: list[Callable] = []
+
+
+def query_caller(conn: sa.Connection, ctx: RequestContext, membership_id: str, what: str) -> Caller:
+    membership = owned_membership(conn, ctx, membership_id)
+    collaboration = collaboration_store.get(conn, ctx.region, membership["collaboration_id"])
+    if membership["status"] != "ACTIVE" or collaboration is None:
+        raise errors.access_denied(f"Membership {membership_id} is {membership['status']}; only an ACTIVE "
+                                   f"member can {what}.")
+    members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
+    memberships = {m["account_id"]: m for m in membership_store.joined_for_collaboration(conn, collaboration["id"])}
+    if "CAN_QUERY" not in members[ctx.account_id]["doc"]["abilities"]:
+        raise errors.access_denied(f"The member {ctx.account_id} does not have the CAN_QUERY ability in "
+                                   f"collaboration {collaboration['id']}.")
+    return Caller(membership, collaboration, members, memberships)
+
+
+def submit(ctx: RequestContext, caller: Caller, job: Submission):
+    """Plan the query against every table of the collaboration and store it: SUBMITTED for a runner, or FAILED
+    with the policy's refusal. The one path every protected query takes, whoever starts it."""
+    collaboration, memberships, membership_id = caller.collaboration, caller.memberships, caller.membership["id"]
+    sql, template, doc = job.sql, job.template, job.doc
+    with ctx.db.read() as conn:
         schema_rows = association_store.schemas_of(conn, collaboration["id"])
         facts = schemas.CollaborationFacts.read(conn, collaboration)
         sources = {row["name"]: schemas.catalog_source(conn, row) for row in schema_rows}
+        extras = {}
+        for find in EXTRA_TABLES:
+            extras.update({name: table for name, table in find(conn, ctx, collaboration).items()
+                           if name not in sources})
     if len(sql.encode()) > CLEAN_ROOMS_SQL_MAX_QUERY and collaboration["doc"].get("analyticsEngine") != "SPARK":
         raise errors.validation(f"The query text is {len(sql.encode())} bytes; the Clean Rooms SQL engine accepts "
                                 f"at most {CLEAN_ROOMS_SQL_MAX_QUERY}.", field="sqlParameters.queryString")
 
     query_id = str(uuid.uuid4())
     rows = {row["name"]: row for row in schema_rows}
-    doc = _query_doc(params, payer)
-    doc["receivers"] = receivers
+    doc["receivers"] = job.receivers
     error, spec = None, None
     try:
+        tables = {name: _table_info(ctx, row, sources[name]) for name, row in rows.items()}
+        tables.update({name: extra.info for name, extra in extras.items()})
         plan = policy.plan_query(policy.QueryRequest(
-            sql=sql, runner_account_id=ctx.account_id,
-            tables={name: _table_info(ctx, row, sources[name]) for name, row in rows.items()},
+            sql=sql, runner_account_id=ctx.account_id, tables=tables,
             template_arn=template["arn"] if template else None,
             template_author_account_id=template["account_id"] if template else None,
-            parameters=parameters))
-        _check_tables_usable(plan, rows, sources, facts, receivers)
-        spec = _spec(plan, rows, sources, outputs, report, sql)
+            parameters=job.parameters, defer_output_controls=job.populate is not None))
+        _check_tables_usable(plan, rows, sources, extras, facts, job.receivers)
+        spec = _spec(plan, rows, sources, extras, job.outputs, job.report, sql)
+        if job.populate is not None:
+            spec["intermediate"] = job.populate.planned(plan, rows, extras)
         if plan.dp_aggregations:  # the runner adds the noise; the bounds are added once it has released them
             spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations]}
             doc["differentialPrivacy"] = {"sensitivityParameters": [
@@ -85,11 +156,13 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
                  "userContributionLimit": e["contribution_limit"]} for e in plan.dp_aggregations]}
     except policy.QueryRejected as exc:
         error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
+        spec = None
     except catalog.CatalogError as exc:
         log.warning("query %s: a table cannot be read: %s", query_id, exc)
         error = {"code": "INVALID_RESOURCE", "message": "A table the query reads cannot be read: its data is "
                  f"missing or unreadable. The server log has the details under request ID {ctx.request_id}.",
                  "retry": {"retryable": False}}
+        spec = None
     status = "SUBMITTED" if error is None else "FAILED"
     if error is not None:
         doc["error"] = error
@@ -97,9 +170,10 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     row = {"id": query_id, "region": ctx.region, "account_id": ctx.account_id,
            "collaboration_id": collaboration["id"], "membership_id": membership_id, "status": status,
            "create_time": ctx.now, "update_time": ctx.now, "doc": doc, "spec": spec or {"log_text": sql}}
-    viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
-    logged = _logging_memberships(collaboration, memberships, ctx.account_id,
-                                  [rows[n]["account_id"] for n in (spec or {}).get("table_names", [])])
+    viewers = [memberships[a]["id"] for a in [ctx.account_id, *job.receivers] if a in memberships]
+    owners = [(rows[n]["account_id"] if n in rows else extras[n].info.owner_account_id)
+              for n in (spec or {}).get("table_names", [])]
+    logged = _logging_memberships(collaboration, memberships, ctx.account_id, owners)
     # The keys of what this write counts (concurrent queries of the membership and the account) and spends (the
     # collaboration's budgets), so that concurrent starts on PostgreSQL neither overrun a quota nor double-spend.
     keys = [locks.membership(membership_id), locks.account(ctx), locks.collaboration(collaboration["id"])]
@@ -108,7 +182,7 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
             _check_concurrency(ctx, conn, membership_id)
             try:  # paid in the transaction that accepts the query: no query without its payment, and vice versa
                 paid = privacy_budgets.spend(conn, collaboration["id"], ctx.now, plan.dp_counts(),
-                                             [rows[name]["id"] for name in spec["table_names"]])
+                                             _budgeted(spec["table_names"], rows, extras))
                 if "dp" in spec:  # the noise is drawn with the setting the query was priced with
                     spec["dp"]["usersNoisePerQuery"] = paid.users_noise_per_query
                     spec["dp"]["epsilon"] = f"{paid.epsilon.numerator}/{paid.epsilon.denominator}"
@@ -118,10 +192,12 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
                 doc.pop("differentialPrivacy", None)
                 doc.update(error={"code": "INVALID_RESOURCE", "message": str(exc), "retry": {"retryable": False}},
                            statistics={"totalDurationInMillis": 0})
+        if job.populate is not None:  # its version, in the transaction that stores the query
+            job.populate.store(conn, row)
         store.insert(conn, row, viewers, logged)
     if status == "SUBMITTED" and ctx.wake_runner is not None:
         ctx.wake_runner()
-    return {"protectedQuery": query_view(row, membership)}
+    return row
 
 
 @operation("GetProtectedQuery")
@@ -191,6 +267,9 @@ def _summary(row, membership) -> dict:
                        "receiverAccountIds": doc.get("receivers") or []}}}]}
     if "queryComputePayerAccountId" in doc:
         summary["queryComputePayerAccountId"] = doc["queryComputePayerAccountId"]
+    populated = (doc.get("resultConfiguration") or {}).get("outputConfiguration", {}).get("intermediateTable")
+    if populated:
+        summary["intermediateTableConfiguration"] = populated
     return summary
 
 
@@ -210,7 +289,7 @@ def _visible(conn: sa.Connection, membership_id: str, query_id: str):
 # ------------------------------------------------------------------------------------------------ checks
 
 
-def _query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
+def query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
     """The SQL to run, the template it comes from (or None) and its parameters (name -> (type, value))."""
     text, template_arn = sql_parameters.get("queryString"), sql_parameters.get("analysisTemplateArn")
     given = sql_parameters.get("parameters") or {}
@@ -263,7 +342,8 @@ def _outputs(ctx: RequestContext, params: dict, collaboration, members: dict, me
                 field="resultConfiguration")
         configuration = {"s3": default["outputConfiguration"]["s3"]}
     if "intermediateTable" in configuration:
-        raise errors.validation("Intermediate table output is not supported by this server yet.",
+        raise errors.validation("The intermediateTable output configuration is set by PopulateIntermediateTable; "
+                                "populate an intermediate table with that operation instead.",
                                 field="resultConfiguration.outputConfiguration.intermediateTable")
     if "distribute" in configuration:
         if collaboration["doc"].get("analyticsEngine") != "SPARK":
@@ -314,7 +394,7 @@ def _s3_output(s3: dict, kind: str, account: str) -> dict:
             "format": s3.get("resultFormat", "CSV"), "single_file": bool(s3.get("singleFileOutput", False))}
 
 
-def _payer(params: dict, members: dict) -> str:
+def query_payer(params: dict, members: dict) -> str:
     """The member that pays for query compute: the one the collaboration makes responsible for it."""
     responsible = [a for a, m in members.items()
                    if ((m["doc"].get("paymentConfiguration") or {}).get("queryCompute") or {}).get("isResponsible")]
@@ -339,10 +419,13 @@ def _table_info(ctx: RequestContext, row, source) -> policy.TableInfo:
                             rule_type=rule_type, rule=rule)
 
 
-def _check_tables_usable(plan, rows: dict, sources: dict, facts, receivers: list[str]) -> None:
+def _check_tables_usable(plan, rows: dict, sources: dict, extras: dict, facts, receivers: list[str]) -> None:
     """Every table the query reads is ready for direct analysis in this collaboration, its data can be read by
     this server, and its collaboration analysis rule lets every receiver have the results."""
     for name in plan.tables:
+        if name in extras:
+            _check_extra_usable(name, extras[name], receivers)
+            continue
         row = rows[name]
         kind = reference_kind(row["table_doc"]["tableReference"])
         if kind != "glue":
@@ -365,16 +448,36 @@ def _check_tables_usable(plan, rows: dict, sources: dict, facts, receivers: list
                 f"{', '.join(refused)} to receive results of queries on it.")
 
 
-def _spec(plan, rows: dict, sources: dict, outputs: list, report: dict, sql: str) -> dict:
+def _check_extra_usable(name: str, extra: ExtraTable, receivers: list[str]) -> None:
+    refused = [account for account in receivers if account not in extra.allowed_receivers]
+    if refused:
+        raise policy.QueryRejected(
+            "RESOURCE_ACCESS_DENIED", f"The analysis rule of intermediate table `{name}` and the constraints it "
+            f"inherits from its base tables do not allow {', '.join(refused)} to receive results of queries on it.")
+
+
+def _spec(plan, rows: dict, sources: dict, extras: dict, outputs: list, report: dict, sql: str) -> dict:
     """What a runner needs to run the accepted query."""
     tables = []
     for name in plan.tables:
+        if name in extras:
+            tables.append({"scan": plan.scan_names[name], "label": name, "location": extras[name].location,
+                           "columns": [column for column, _ in extras[name].info.columns]})
+            continue
         source = sources[name]
         tables.append({"scan": plan.scan_names[name], "label": name, "account_id": source.account_id,
                        "region": source.region, "database": source.database, "table": source.table,
                        "columns": list(rows[name]["table_doc"]["allowedColumns"])})
     return {"sql": {engine: plan.sql(engine) for engine in ENGINES}, "tables": tables,
             "table_names": list(plan.tables), "outputs": outputs, "report": report, "log_text": sql}
+
+
+def _budgeted(names, rows: dict, extras: dict) -> list[str]:
+    """The associations whose access budgets a query spends: those it reads, and those the intermediate tables it
+    reads were populated from (directly or not), so that a budget cannot be side-stepped through one."""
+    ids = [rows[name]["id"] for name in names if name in rows]
+    ids += [d["id"] for name in names if name in extras for d in extras[name].dependencies if d["type"] == "TABLE"]
+    return list(dict.fromkeys(ids))
 
 
 def _query_doc(params: dict, payer: str) -> dict:

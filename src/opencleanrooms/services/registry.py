@@ -43,6 +43,7 @@ def load_all() -> dict[str, Handler]:
         change_requests,
         collaborations,
         configured_tables,
+        intermediate_tables,
         memberships,
         privacy_budgets,
         protected_queries,

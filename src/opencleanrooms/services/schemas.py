@@ -1,7 +1,7 @@
 """Schemas: the relations of a collaboration, as every member sees them, and their analysis rules.
 
 Each configured table association of an ACTIVE membership is one relation (schema type TABLE) named as the
-association. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
+association; intermediate tables (schema type INTERMEDIATE_TABLE) are added by their family through EXTRA_SCHEMAS. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
 is the configured table's rule, combined with the association's collaboration analysis rule. A schema's status says
 whether queries can use it yet, computed from the configuration as it is now. Every INVITED or ACTIVE member of the
 collaboration can read its schemas; anyone else gets the collaboration's usual AccessDeniedException. The triggers
@@ -48,6 +48,17 @@ class CollaborationFacts:
                    privacy_budget_store.has_differential_privacy_template(conn, collaboration["id"]))
 
 
+# Relations other families add to the collaboration's schemas (intermediate tables), filled by services.wiring:
+# (conn, ctx, collaboration) -> [{"seq", "key" (lower-case name), "schema", "summary", "rule" (or None)}], newest
+# first. They are listed after the associations.
+EXTRA_SCHEMAS: list = []
+_EXTRAS_FROM_START = -(2 ** 62)  # a page position: the associations are done, the extra schemas start
+
+
+def _extras(conn: sa.Connection, ctx: RequestContext, collaboration) -> dict:
+    return {entry["key"]: entry for find in EXTRA_SCHEMAS for entry in find(conn, ctx, collaboration)}
+
+
 @operation("GetSchema")
 def get_schema(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, name = params["collaborationIdentifier"], params["name"]
@@ -55,7 +66,10 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
         if row is None:
-            raise _schema_not_found(name, collaboration_id)
+            extra = _extras(conn, ctx, collaboration).get(name.lower())
+            if extra is None:
+                raise _schema_not_found(name, collaboration_id)
+            return {"schema": extra["schema"]}
         facts = CollaborationFacts.read(conn, collaboration)
         source = catalog_source(conn, row)
     return {"schema": schema_view(ctx, facts, row, source)}
@@ -66,12 +80,30 @@ def list_schemas(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, schema_type = params["collaborationIdentifier"], params.get("schemaType")
 
     def fetch(conn, after, limit):
-        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
-        if schema_type not in (None, "TABLE"):  # no ID mapping or intermediate tables here
-            return [], None
-        return store.page_schemas(conn, collaboration_id, after, limit)
+        """Associations first (positions: their seq), then the extra schemas (positions: minus their seq)."""
+        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        rows: list = []
+        if schema_type in (None, "TABLE") and (after is None or after > 0):
+            found, last = store.page_schemas(conn, collaboration_id, after, limit)
+            rows = [("TABLE", row) for row in found]
+            if last is not None:
+                return rows, last
+        if schema_type not in (None, "INTERMEDIATE_TABLE"):  # no ID mapping tables here
+            return rows, None
+        start = -after if after is not None and after < 0 else None
+        extras = [e for e in _extras(conn, ctx, collaboration).values() if start is None or e["seq"] < start]
+        room = limit - len(rows)
+        page = extras[:room]
+        rows += [("EXTRA", entry) for entry in page]
+        if len(extras) <= room:
+            return rows, None
+        return rows, -page[-1]["seq"] if page else _EXTRAS_FROM_START
 
-    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch, schema_summary)
+    def render(item):
+        kind, row = item
+        return schema_summary(row) if kind == "TABLE" else row["summary"]
+
+    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch, render)
 
 
 @operation("BatchGetSchema")
@@ -83,10 +115,13 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names])
         facts = CollaborationFacts.read(conn, collaboration)
         sources = {key: catalog_source(conn, row) for key, row in found.items()}
+        extras = _extras(conn, ctx, collaboration) if len(found) < len(names) else {}
     schemas, failures = [], []
     for name in names:
         row = found.get(name.lower())
-        if row is None:
+        if row is None and name.lower() in extras:
+            schemas.append(extras[name.lower()]["schema"])
+        elif row is None:
             failures.append({"name": name, "code": NOT_FOUND_CODE,
                              "message": _schema_not_found(name, collaboration_id).message})
         else:
@@ -98,8 +133,13 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
 def get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, name, rule_type = params["collaborationIdentifier"], params["name"], params["type"]
     with ctx.db.read() as conn:
-        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
+        extra = _extras(conn, ctx, collaboration).get(name.lower()) if row is None else None
+    if extra is not None:
+        if extra["rule"] is None or extra["rule"]["type"] != rule_type:
+            raise _rule_not_found(name, rule_type)
+        return {"analysisRule": extra["rule"]}
     if row is None:
         raise _schema_not_found(name, collaboration_id)
     if row["table_rule_type"] != rule_type:
@@ -113,11 +153,20 @@ def batch_get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     requests = _distinct([(r["name"], r["type"]) for r in params["schemaAnalysisRuleRequests"]],
                          key=lambda request: (request[0].lower(), request[1]))
     with ctx.db.read() as conn:
-        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         found = store.schemas_by_names(conn, collaboration_id, sorted({name.lower() for name, _ in requests}))
+        extras = _extras(conn, ctx, collaboration) if any(n.lower() not in found for n, _ in requests) else {}
     rules, failures = [], []
     for name, rule_type in requests:
         row = found.get(name.lower())
+        extra = extras.get(name.lower()) if row is None else None
+        if extra is not None:
+            if extra["rule"] is not None and extra["rule"]["type"] == rule_type:
+                rules.append(extra["rule"])
+            else:
+                failures.append({"name": name, "type": rule_type, "code": NOT_FOUND_CODE,
+                                 "message": _rule_not_found(name, rule_type).message})
+            continue
         if row is not None and row["table_rule_type"] == rule_type:
             rules.append(analysis_rule_view(row))
             continue

@@ -46,6 +46,12 @@ def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
 
 
+# Filled by services.wiring: other families' names in a collaboration, (conn, collaboration_id, name) -> bool, and
+# what follows an association's deletion, (conn, collaboration_id, association_id, name, now) -> None.
+NAME_CHECKS: list = []
+DELETE_HOOKS: list = []
+
+
 def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
     """A membership that still has associations cannot be deleted."""
     count = store.count_for_membership(conn, membership_id)
@@ -90,7 +96,8 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
             if table is None:
                 raise errors.not_found(f"Configured table {configured_table_id} not found.", configured_table_id,
                                        configured_tables.RESOURCE_TYPE)
-            if store.name_taken(conn, collaboration_id, name):
+            if store.name_taken(conn, collaboration_id, name) or any(
+                    taken(conn, collaboration_id, name) for taken in NAME_CHECKS):
                 raise _name_taken(name, collaboration_id)
             if store.table_associated(conn, collaboration_id, configured_table_id):
                 raise errors.conflict(
@@ -140,6 +147,8 @@ def delete_association(ctx: RequestContext, params: dict) -> None:
         _, row = _association(conn, ctx, membership_id, association_id)
         store.delete(conn, association_id)
         tag_store.remove(conn, row["arn"])
+        for hook in DELETE_HOOKS:
+            hook(conn, row["collaboration_id"], association_id, row["name"], ctx.now)
 
 
 @operation("ListConfiguredTableAssociations")

@@ -105,6 +105,14 @@ def _create_privacy_budget_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _create_intermediate_tables(conn: sa.Connection) -> None:
+    """Intermediate tables, their analysis rule and versions."""
+    from opencleanrooms.storage import intermediate_tables
+
+    for table in intermediate_tables.TABLES:
+        table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -115,9 +123,9 @@ MIGRATIONS = [
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
-    _reserved,  # 7: reserved (other branches)
-    _reserved,  # 8: reserved (other branches)
-    _reserved,  # 9: reserved (other branches)
+    _reserved,  # 7: reserved (protected jobs branch)
+    _create_intermediate_tables,  # 8: intermediate tables and their versions
+    _reserved,  # 9: reserved (ID mapping branch)
     _create_audience_model_and_log_export_tables,  # 10: audience model associations, analysis log exports
 ]
 
