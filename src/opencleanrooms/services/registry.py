@@ -41,6 +41,8 @@ def load_all() -> dict[str, Handler]:
         change_requests,
         collaborations,
         configured_tables,
+        id_mapping_tables,
+        id_namespace_associations,
         memberships,
         privacy_budgets,
         protected_queries,

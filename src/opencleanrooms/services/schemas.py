@@ -29,6 +29,11 @@ from opencleanrooms.storage import table_associations as store
 UNKNOWN_TYPE = "unknown"  # a column whose type cannot be read (Athena tables, unreadable data)
 NOT_FOUND_CODE = "ResourceNotFoundException"  # BatchGet* errors' code: the error the single Get would raise
 QUERY_ABILITIES = frozenset({"CAN_QUERY", "CAN_RUN_JOB"})
+# Relations other than configured table associations (ID mapping tables), filled by services.wiring. Each has
+# `schema_type`, `by_name`, `by_names`, `page` (like the association store's) and `view`, `summary`,
+# `analysis_rule` (output shapes of its rows).
+OTHER_RELATIONS: list = []
+_SPAN = 2 ** 53  # list positions: kind index * _SPAN + seq (seq 0: the kind's first page)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,10 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
         if row is None:
-            raise _schema_not_found(name, collaboration_id)
+            other, kind = _other_relation(conn, collaboration_id, name.lower())
+            if other is None:
+                raise _schema_not_found(name, collaboration_id)
+            return {"schema": kind.view(other)}
         facts = CollaborationFacts.read(conn, collaboration)
         source = catalog_source(conn, row)
     return {"schema": schema_view(ctx, facts, row, source)}
@@ -65,13 +73,23 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
 def list_schemas(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, schema_type = params["collaborationIdentifier"], params.get("schemaType")
 
+    kinds = [kind for kind in (_TableRelations, *OTHER_RELATIONS) if schema_type in (None, kind.schema_type)]
+
     def fetch(conn, after, limit):
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
-        if schema_type not in (None, "TABLE"):  # no ID mapping or intermediate tables here
-            return [], None
-        return store.page_schemas(conn, collaboration_id, after, limit)
+        index, seq = divmod(after, _SPAN) if after is not None else (0, 0)
+        rows: list = []
+        while index < len(kinds) and len(rows) < limit:  # each kind in turn, newest first within it
+            page, last = kinds[index].page(conn, collaboration_id, seq or None, limit - len(rows))
+            rows += [(kinds[index], row) for row in page]
+            if last is not None:
+                return rows, index * _SPAN + last
+            index, seq = index + 1, 0
+        more = any(kind.page(conn, collaboration_id, None, 1)[0] for kind in kinds[index:])
+        return rows, index * _SPAN if more else None
 
-    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch, schema_summary)
+    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch,
+                     lambda item: item[0].summary(item[1]))
 
 
 @operation("BatchGetSchema")
@@ -83,10 +101,14 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names])
         facts = CollaborationFacts.read(conn, collaboration)
         sources = {key: catalog_source(conn, row) for key, row in found.items()}
+        others = _other_relations(conn, collaboration_id, [n.lower() for n in names if n.lower() not in found])
     schemas, failures = [], []
     for name in names:
         row = found.get(name.lower())
-        if row is None:
+        if name.lower() in others:
+            other, kind = others[name.lower()]
+            schemas.append(kind.view(other))
+        elif row is None:
             failures.append({"name": name, "code": NOT_FOUND_CODE,
                              "message": _schema_not_found(name, collaboration_id).message})
         else:
@@ -100,6 +122,11 @@ def get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
+        other, kind = (None, None) if row is not None else _other_relation(conn, collaboration_id, name.lower())
+    if other is not None:
+        if kind.schema_type != rule_type:  # a managed rule, of the relation's own type
+            raise _rule_not_found(name, rule_type)
+        return {"analysisRule": kind.analysis_rule(other)}
     if row is None:
         raise _schema_not_found(name, collaboration_id)
     if row["table_rule_type"] != rule_type:
@@ -115,9 +142,19 @@ def batch_get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         found = store.schemas_by_names(conn, collaboration_id, sorted({name.lower() for name, _ in requests}))
+        others = _other_relations(conn, collaboration_id,
+                                  sorted({n.lower() for n, _ in requests if n.lower() not in found}))
     rules, failures = [], []
     for name, rule_type in requests:
         row = found.get(name.lower())
+        if name.lower() in others:
+            other, kind = others[name.lower()]
+            if kind.schema_type == rule_type:
+                rules.append(kind.analysis_rule(other))
+            else:
+                failures.append({"name": name, "type": rule_type, "code": NOT_FOUND_CODE,
+                                 "message": _rule_not_found(name, rule_type).message})
+            continue
         if row is not None and row["table_rule_type"] == rule_type:
             rules.append(analysis_rule_view(row))
             continue
@@ -321,6 +358,31 @@ def _reason(code: str, message: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+class _TableRelations:
+    """Configured table associations as a kind of relation (for ListSchemas)."""
+
+    schema_type = "TABLE"
+    page = staticmethod(store.page_schemas)
+    summary = staticmethod(lambda row: schema_summary(row))
+
+
+def _other_relation(conn: sa.Connection, collaboration_id: str, name_key: str):
+    """(row, kind) of the relation of another kind with that name, or (None, None)."""
+    for kind in OTHER_RELATIONS:
+        row = kind.by_name(conn, collaboration_id, name_key)
+        if row is not None:
+            return row, kind
+    return None, None
+
+
+def _other_relations(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+    found: dict = {}
+    for kind in OTHER_RELATIONS:
+        if name_keys:
+            found.update({key: (row, kind) for key, row in kind.by_names(conn, collaboration_id, name_keys).items()})
+    return found
 
 
 def catalog_source(conn: sa.Connection, row):

@@ -40,6 +40,9 @@ _POLICY_PATH = "analysisRulePolicy.v1"
 # The membership segment of an allowed additional analysis ARN (a configured audience model association or a
 # Clean Rooms ML configured model algorithm association): `*` or a membership id.
 _ADDITIONAL_ANALYSIS_MEMBERSHIP = re.compile(r":membership/([^/]+)/")
+# Other relations whose names an association's may not take: (conn, collaboration id, name) -> bool. Filled by
+# services.wiring (ID mapping tables).
+NAME_CHECKS: list = []
 
 
 def _plural(count: int, what: str) -> str:
@@ -90,7 +93,8 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
             if table is None:
                 raise errors.not_found(f"Configured table {configured_table_id} not found.", configured_table_id,
                                        configured_tables.RESOURCE_TYPE)
-            if store.name_taken(conn, collaboration_id, name):
+            if store.name_taken(conn, collaboration_id, name) or any(
+                    taken(conn, collaboration_id, name) for taken in NAME_CHECKS):
                 raise _name_taken(name, collaboration_id)
             if store.table_associated(conn, collaboration_id, configured_table_id):
                 raise errors.conflict(

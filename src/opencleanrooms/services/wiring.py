@@ -4,9 +4,11 @@ A family must not change another's behaviour by editing its lists when imported;
 checks as functions, and `wire` (called once by `registry.load_all`, after every service module is imported)
 says which family's check guards which operation of another:
 
-- DeleteMembership refuses while the membership still has associations, analysis templates or privacy budget
-  templates;
+- DeleteMembership refuses while the membership still has associations, analysis templates, privacy budget
+  templates, ID mapping tables or ID namespace associations;
 - DeleteConfiguredTable (and deleting its analysis rule) refuses while an association uses the table (rule);
+- configured table associations and ID mapping tables share the collaboration's relation names, and schemas list
+  ID mapping tables next to configured table associations;
 - the tag operations resolve every taggable ARN for its owner only.
 """
 
@@ -16,7 +18,10 @@ from opencleanrooms.services import (
     analysis_templates,
     collaborations,
     configured_tables,
+    id_mapping_tables,
+    id_namespace_associations,
     memberships,
+    schemas,
     privacy_budgets,
     table_associations,
     tags,
@@ -25,15 +30,25 @@ from opencleanrooms.services import (
 
 def wire() -> None:
     memberships.SUBRESOURCE_CHECKS[:] = [table_associations.membership_in_use,
-                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use]
+                                         analysis_templates.membership_in_use, privacy_budgets.membership_in_use,
+                                         id_mapping_tables.membership_in_use,
+                                         id_namespace_associations.membership_in_use]
+    table_associations.NAME_CHECKS[:] = [id_mapping_tables.name_in_use]
+    schemas.OTHER_RELATIONS[:] = [id_mapping_tables.Relations]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
     configured_tables.RULE_DELETE_CHECKS[:] = [table_associations.table_rule_in_use]
     tags.RESOLVERS.clear()
     tags.RESOLVERS.update({
         "collaboration": ("COLLABORATION", collaborations.owns_collaboration),
         # analysis template ARNs share the `membership` resource type with membership ARNs
-        "membership": ("MEMBERSHIP", analysis_templates.with_templates(memberships.owns_membership)),
+        "membership": ("MEMBERSHIP", analysis_templates.with_templates(_any_of(
+            memberships.owns_membership, id_namespace_associations.owns_association, id_mapping_tables.owns_table))),
         "configuredtable": (configured_tables.RESOURCE_TYPE, configured_tables.owns_table),
         "configuredtableassociation": (table_associations.RESOURCE_TYPE, table_associations.owns_association),
         "privacybudgettemplate": (privacy_budgets.RESOURCE_TYPE, privacy_budgets.owns_template),
     })
+
+
+def _any_of(*resolvers):
+    """ARNs under `membership/<id>/...`: the membership itself, or one of its sub-resources."""
+    return lambda conn, ctx, ids: any(resolve(conn, ctx, ids) for resolve in resolvers)

@@ -92,6 +92,19 @@ def _create_privacy_budget_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _create_id_mapping_tables(conn: sa.Connection) -> None:
+    """ID namespace associations, ID mapping tables, and the local Entity Resolution entries they resolve to."""
+    from opencleanrooms.catalog import entity_resolution
+    from opencleanrooms.storage import id_mappings
+
+    for table in (*entity_resolution.TABLES, *id_mappings.TABLES):
+        table.create(conn, checkfirst=True)
+
+
+def _reserved(conn: sa.Connection) -> None:
+    """A version number another branch takes; nothing to do here."""
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -102,6 +115,9 @@ MIGRATIONS = [
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
+    _reserved,  # 7: reserved (protected jobs / intermediate tables branches)
+    _reserved,  # 8: reserved (protected jobs / intermediate tables branches)
+    _create_id_mapping_tables,  # 9: ID namespace associations and ID mapping tables
 ]
 
 
