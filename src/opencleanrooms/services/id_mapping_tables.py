@@ -404,9 +404,13 @@ def _membership(conn: sa.Connection, ctx: RequestContext, membership_id: str, *,
 
 
 def _table(conn: sa.Connection, ctx: RequestContext, membership_id: str, table_id: str, *, active: bool = False):
-    _membership(conn, ctx, membership_id, active=active)
+    """The membership's table; with `active`, the membership must be ACTIVE (checked after the table is found, so
+    that a foreign table is unknown whatever the membership's state)."""
+    _membership(conn, ctx, membership_id)
     row = store.get_table(conn, membership_id, table_id)
     if row is None:
         raise errors.not_found(f"ID mapping table {table_id} not found in membership {membership_id}.", table_id,
                                RESOURCE_TYPE)
+    if active:
+        _membership(conn, ctx, membership_id, active=True)
     return row
