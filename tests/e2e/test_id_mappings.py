@@ -26,6 +26,7 @@ from tests.e2e.test_table_associations import (
     field_names,
     table_rule,
 )
+from tests.e2e.test_protected_queries import wait
 from tests.support.builders import all_pages, raises
 
 REGION = "us-east-1"
@@ -598,3 +599,17 @@ target = "{target}"
     path.write_text('[[id_namespaces]]\narn = "arn:aws:s3:::x"\ntype = "SOURCE"\n')
     with pytest.raises(ValueError, match="id_namespaces 1"):
         catalog_commands.import_file(server.db, path)
+
+
+def test_protected_queries_do_not_read_id_mapping_tables_yet(server, populated_world):
+    """docs/id-mapping.md: an ID mapping table is not a relation protected queries can name (not yet)."""
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    query = alice.client.start_protected_query(
+        membershipIdentifier=collab.mid(alice), type="SQL",
+        sqlParameters={"queryString": "SELECT COUNT(*) FROM crm_visitors"},
+        resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
+    done = wait(alice.client, collab.mid(alice), query["id"])
+    assert done["status"] == "FAILED" and "crm_visitors" in done["error"]["message"], done
