@@ -3,7 +3,7 @@ Entity Resolution ID mapping workflow, and a relation of the collaboration (sche
 managed ID_MAPPING_TABLE analysis rule).
 
 Membership-scoped like ID namespace associations (only the owner reads and changes them; an ACTIVE membership is
-needed to create, change and populate). The workflow ARN must be the caller's own and defined in the local catalog
+needed to create and to populate). The workflow ARN must be the caller's own and defined in the local catalog
 (catalog/entity_resolution.py); its source and target namespaces must be associated with the collaboration.
 
 PopulateIdMappingTable runs a rule-based exact-match mapping (engines/id_mapping.py) over the two namespaces'

@@ -3,7 +3,7 @@ one of its memberships so that ID mapping tables can map its IDs.
 
 Like configured table associations they are membership-scoped: only the membership's owner reads, changes or
 deletes them through the membership (anyone else's membership, like an unknown id, is ResourceNotFoundException);
-creating and changing needs an ACTIVE membership. Every INVITED or ACTIVE member of the collaboration reads them
+creating needs an ACTIVE membership. Every INVITED or ACTIVE member of the collaboration reads them
 through the collaboration-wide variants; anyone else gets the collaboration's AccessDeniedException.
 
 OpenCleanRooms has no Entity Resolution: the namespace ARN must be defined in the local catalog
