@@ -613,3 +613,47 @@ def test_protected_queries_do_not_read_id_mapping_tables_yet(server, populated_w
         resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
     done = wait(alice.client, collab.mid(alice), query["id"])
     assert done["status"] == "FAILED" and "crm_visitors" in done["error"]["message"], done
+
+
+def test_concurrent_writes_keep_one_association_per_namespace_and_one_job_at_a_time(server, populated_world, account):
+    """Several clients at once: a namespace is associated once; populations do not overlap (each either runs or is
+    refused with ConflictException) and leave exactly the last successful job's data."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import botocore
+
+    (alice, bob, _, _, collab), table = populated_world
+    arn = namespace_arn(bob, "contended")
+    define_namespace(server, arn, "SOURCE")
+    clients = [server.client(bob.account) for _ in range(6)]
+
+    def create(i):
+        try:
+            return clients[i].create_id_namespace_association(
+                membershipIdentifier=collab.mid(bob), name=f"n{i}",
+                inputReferenceConfig={"inputReferenceArn": arn, "manageResourcePolicies": True})
+        except botocore.exceptions.ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(create, range(6)))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    assert sorted(o for o in outcomes if not isinstance(o, dict)) == ["ConflictException"] * 5
+
+    populators = [server.client(alice.account) for _ in range(4)]
+
+    def populate(i):
+        try:
+            return populators[i].populate_id_mapping_table(membershipIdentifier=collab.mid(alice),
+                                                           idMappingTableIdentifier=table["id"])["idMappingJobId"]
+        except botocore.exceptions.ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(4) as pool:
+        jobs = list(pool.map(populate, range(4)))
+    assert all(len(j) == 36 or j == "ConflictException" for j in jobs), jobs
+    with server.db.read() as conn:
+        row = id_mapping_store.get_table(conn, collab.mid(alice), table["id"])
+    assert row["job_status"] == "SUCCEEDED" and row["job_id"] in jobs and row["row_count"] == 3
+    assert os.listdir(os.path.dirname(row["data_location"])) == [os.path.basename(row["data_location"])]

@@ -85,8 +85,10 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
     association_id = arns.new_id()
     arn = arns.configured_table_association_arn(ctx.region, ctx.account_id, membership_id, association_id)
     try:
-        with ctx.db.write(locks=[locks.membership(membership_id), locks.configured_table(configured_table_id)]) \
-                as conn:  # neither is deleted meanwhile
+        # neither is deleted meanwhile; the collaboration's key serialises the name check with other relations'
+        # (ID mapping tables take it too)
+        with ctx.db.write(locks=[*locks.membership_keys(ctx, membership_id),
+                                 locks.configured_table(configured_table_id)]) as conn:
             membership = _membership(conn, ctx, membership_id, active=True)
             collaboration_id = membership["collaboration_id"]
             table = table_store.get(conn, ctx.region, ctx.account_id, configured_table_id)
