@@ -398,8 +398,8 @@ def test_id_mapping_tables_are_the_owners_only(server, mapped):
     # Bob may make his own table from the same namespaces, with his own workflow
     bobs_workflow = workflow_arn(bob, "bobs")
     with server.db.read() as conn:
-        inputs = id_mapping_store.associations_by_ids(conn, [i["idNamespaceAssociationId"] for i in
-                                                             t["inputReferenceProperties"]["idMappingTableInputSource"]])
+        sources = t["inputReferenceProperties"]["idMappingTableInputSource"]
+        inputs = id_mapping_store.associations_by_ids(conn, [i["idNamespaceAssociationId"] for i in sources])
     arns = {row["namespace_type"]: row["input_reference_arn"] for row in inputs.values()}
     define_workflow(server, bobs_workflow, arns["SOURCE"], arns["TARGET"])
     response = raises("ConflictException", create_mapping_table, bob, collab.mid(bob), bobs_workflow)  # the name

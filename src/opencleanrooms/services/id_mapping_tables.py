@@ -220,6 +220,7 @@ def _run(ctx: RequestContext, row, job_id: str, sides) -> None:
     """Run the job to its end and record how it ended (FAILED with a message the owner may read)."""
     out = os.path.join(_table_dir(ctx, row), f"{job_id}.parquet")
     values: dict = {}
+    unexpected = None
     try:
         scans = [catalog.prepare_scan(source, ctx.s3) for source, _ in sides]
         count = id_mapping.build_mapping(
@@ -228,6 +229,8 @@ def _run(ctx: RequestContext, row, job_id: str, sides) -> None:
         values = dict(job_status="SUCCEEDED", data_location=out, row_count=count)
     except (catalog.CatalogError, duckdb.Error, OSError) as exc:
         values = dict(job_status="FAILED", job_message=_job_failure(exc))
+    except Exception as exc:  # a defect: the job ends FAILED (not RUNNING for an hour), and the call fails
+        values, unexpected = dict(job_status="FAILED", job_message="An internal error ended the job."), exc
     with ctx.db.write() as conn:
         previous = store.get_table(conn, row["membership_id"], row["id"])
         recorded = store.finish_job(conn, row["id"], job_id, job_time=ctx.now, **values)
@@ -239,6 +242,8 @@ def _run(ctx: RequestContext, row, job_id: str, sides) -> None:
             os.remove(previous["data_location"])
         except OSError:
             pass
+    if unexpected is not None:
+        raise unexpected
 
 
 def _job_failure(exc: Exception) -> str:

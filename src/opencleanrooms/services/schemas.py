@@ -1,9 +1,10 @@
 """Schemas: the relations of a collaboration, as every member sees them, and their analysis rules.
 
 Each configured table association of an ACTIVE membership is one relation (schema type TABLE) named as the
-association; other kinds of relation (ID mapping tables, schema type ID_MAPPING_TABLE) come from OTHER_RELATIONS,
-which services.wiring fills, and render their own views. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
-is the configured table's rule, combined with the association's collaboration analysis rule. A schema's status says
+association. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
+is the configured table's rule, combined with the association's collaboration analysis rule. Other kinds of relation
+(ID mapping tables, schema type ID_MAPPING_TABLE) come from OTHER_RELATIONS, which services.wiring fills, and render
+their own views. A schema's status says
 whether queries can use it yet, computed from the configuration as it is now. Every INVITED or ACTIVE member of the
 collaboration can read its schemas; anyone else gets the collaboration's usual AccessDeniedException. The triggers
 of every status reason are listed in docs/behaviour.md under "Configured table associations and schemas".
