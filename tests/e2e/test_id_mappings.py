@@ -657,3 +657,41 @@ def test_concurrent_writes_keep_one_association_per_namespace_and_one_job_at_a_t
         row = id_mapping_store.get_table(conn, collab.mid(alice), table["id"])
     assert row["job_status"] == "SUCCEEDED" and row["job_id"] in jobs and row["row_count"] == 3
     assert os.listdir(os.path.dirname(row["data_location"])) == [os.path.basename(row["data_location"])]
+
+
+def test_updates_are_validated_and_schemas_follow_the_owners_membership(server, mapped):
+    (alice, bob, carol, _, collab), a, b, workflow = mapped
+    # Bob owns the TARGET association; Bob's ID mapping table, from his own workflow over the same namespaces
+    bobs_workflow = workflow_arn(bob, "bob-to")
+    define_workflow(server, bobs_workflow, a["inputReferenceConfig"]["inputReferenceArn"],
+                    b["inputReferenceConfig"]["inputReferenceArn"])
+    t = create_mapping_table(bob, collab.mid(bob), bobs_workflow, name="bobs_map")
+    for extra, field in (({"name": "  "}, "name"), ({"name": "x" * 101}, "name"),
+                         ({"description": "x" * 256}, "description")):
+        response = raises("ValidationException", bob.client.update_id_namespace_association,
+                          membershipIdentifier=collab.mid(bob), idNamespaceAssociationIdentifier=b["id"], **extra)
+        assert field_names(response) == [field], extra
+    for extra, field in (({"description": "\x01"}, "description"), ({"kmsKeyArn": "arn:aws:kms:us-east-1:1:key/x" + "y" * 10}, "kmsKeyArn")):
+        response = raises("ValidationException", bob.client.update_id_mapping_table,
+                          membershipIdentifier=collab.mid(bob), idMappingTableIdentifier=t["id"], **extra)
+        assert field_names(response) == [field], extra
+    for call in (bob.client.get_id_mapping_table, bob.client.populate_id_mapping_table,
+                 bob.client.delete_id_mapping_table):
+        response = raises("ResourceNotFoundException", call, membershipIdentifier=collab.mid(bob),
+                          idMappingTableIdentifier=UNKNOWN_ID)
+        assert (response["resourceId"], response["resourceType"]) == (UNKNOWN_ID, "MEMBERSHIP")
+    assert [s["name"] for s in carol.client.list_schemas(collaborationIdentifier=collab.id)["schemaSummaries"]] == [
+        "bobs_map"]
+    # once Bob is removed his table is no relation of the collaboration; he can still read and delete it
+    alice.client.delete_member(collaborationIdentifier=collab.id, accountId=bob.id)
+    assert carol.client.list_schemas(collaborationIdentifier=collab.id)["schemaSummaries"] == []
+    raises("ResourceNotFoundException", carol.client.get_schema, collaborationIdentifier=collab.id, name="bobs_map")
+    response = raises("ConflictException", bob.client.populate_id_mapping_table, membershipIdentifier=collab.mid(bob),
+                      idMappingTableIdentifier=t["id"])
+    assert response["reason"] == "INVALID_STATE"
+    assert bob.client.update_id_mapping_table(membershipIdentifier=collab.mid(bob), idMappingTableIdentifier=t["id"],
+                                              description="still mine")["idMappingTable"]["description"] == "still mine"
+    bob.client.delete_id_mapping_table(membershipIdentifier=collab.mid(bob), idMappingTableIdentifier=t["id"])
+    bob.client.delete_id_namespace_association(membershipIdentifier=collab.mid(bob),
+                                               idNamespaceAssociationIdentifier=b["id"])
+    bob.client.delete_membership(membershipIdentifier=collab.mid(bob))
