@@ -12,11 +12,10 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 
-from opencleanrooms.catalog import reader, store
+from opencleanrooms.catalog import entity_resolution, reader, store
 from opencleanrooms.catalog.errors import TableUnreadable
 from opencleanrooms.catalog.model import ANY_REGION, FORMATS, TableSource, make_source
 from opencleanrooms.catalog.s3 import S3Settings
-from opencleanrooms.catalog import entity_resolution
 from opencleanrooms.catalog.tomlfile import load_catalog_entries
 
 

@@ -1,4 +1,6 @@
-"""Catalog files: TOML lists of tables, imported into the store with `opencleanrooms catalog import`.
+"""Catalog files: TOML lists of tables, imported into the store with `opencleanrooms catalog import`. A file may
+also list `[[id_namespaces]]` and `[[id_mapping_workflows]]`, the local stand-ins for AWS Entity Resolution
+(catalog/entity_resolution.py, docs/id-mapping.md).
 
 ```toml
 [[tables]]
