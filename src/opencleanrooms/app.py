@@ -101,10 +101,12 @@ def build_app(settings: Settings) -> AsgiApp:
     quotas = Quotas.with_overrides(settings.quotas)
     s3 = S3Settings.from_server_settings(settings)
     runner = QueryRunner(db, s3, runner_settings(settings))
+    id_mapping_dir = os.path.join(settings.data_dir, "id-mapping-tables")
 
     def make_context(**fields) -> RequestContext:
         return RequestContext(now=round(time.time(), 3), db=db, tokens=tokens, quotas=quotas, s3=s3,
-                              wake_runner=runner.wake, results_dir=settings.resolved_results_dir, **fields)
+                              wake_runner=runner.wake, results_dir=settings.resolved_results_dir,
+                              id_mapping_dir=id_mapping_dir, **fields)
 
     pipeline = Pipeline(
         service_model=load_service_model(),

@@ -83,6 +83,38 @@ class World:
     tables: dict[str, dict] = field(default_factory=dict)  # configured tables, made by ensure_tables()
     rules: dict[str, str] = field(default_factory=dict)  # V's table key -> the type of its analysis rule
     query: dict | None = None  # V's protected query in T, its result for W; made by ensure_query()
+    id_maps: dict = field(default_factory=dict)  # V's and W's ID namespace associations, V's ID mapping table
+
+    def ensure_id_mappings(self) -> None:
+        """V's SOURCE and W's TARGET ID namespace associations in T, and V's ID mapping table over them (with the
+        local Entity Resolution entries they resolve through), populated."""
+        if self.id_maps:
+            return
+        from opencleanrooms.catalog import entity_resolution
+
+        source = f"arn:aws:entityresolution:us-east-1:{self.v.id}:idnamespace/victim"
+        target = f"arn:aws:entityresolution:us-east-1:{self.w.id}:idnamespace/w"
+        workflow = f"arn:aws:entityresolution:us-east-1:{self.v.id}:idmappingworkflow/victim"
+        for account in (self.v.id, self.w.id):
+            catalog_commands.add_table(self.server.db, account_id=account, database="advertiser", table="customers",
+                                       location=str(SAMPLES.joinpath("customers.parquet")))
+        with self.server.db.write() as conn:
+            for arn, kind in ((source, "SOURCE"), (target, "TARGET")):
+                entity_resolution.put_namespace(conn, entity_resolution.make_namespace({
+                    "arn": arn, "type": kind, "database": "advertiser", "table": "customers",
+                    "id_column": "user_id", "key_columns": ["email_hash"]}))
+            entity_resolution.put_workflow(conn, entity_resolution.make_workflow(
+                {"arn": workflow, "source": source, "target": target}))
+        for key, client, arn in (("V", self.v, source), ("W", self.w, target)):
+            self.id_maps[key] = client("CreateIdNamespaceAssociation", membershipIdentifier=self.memberships[
+                f"{key}/T"]["id"], name=f"{key} ids", inputReferenceConfig={
+                "inputReferenceArn": arn, "manageResourcePolicies": True})["idNamespaceAssociation"]
+        self.id_maps["table"] = self.v("CreateIdMappingTable", membershipIdentifier=self.memberships["V/T"]["id"],
+                                       name="victim_map", inputReferenceConfig={
+                                           "inputReferenceArn": workflow, "manageResourcePolicies": True},
+                                       tags={"owner": "victim"})["idMappingTable"]
+        self.v("PopulateIdMappingTable", membershipIdentifier=self.memberships["V/T"]["id"],
+               idMappingTableIdentifier=self.id_maps["table"]["id"])
 
     def ensure_query(self) -> None:
         """A protected query V ran in T over its associated table, with W as receiver (it is refused by the
@@ -243,6 +275,25 @@ def victim_view(world: World) -> dict:
                         analysisRuleType=rule_type)
     for c in (world.t, world.oc):
         view["V"]["tags"][c["arn"]] = _read(world.v, "ListTagsForResource", resourceArn=c["arn"])
+    if world.id_maps:
+        for name, client in (("V", world.v), ("W", world.w)):
+            mid = world.memberships[f"{name}/T"]["id"]
+            association = world.id_maps[name]
+            view[name]["id_namespace_associations"] = client.pages(
+                "ListIdNamespaceAssociations", "idNamespaceAssociationSummaries", membershipIdentifier=mid)
+            view[name]["id_namespace_association"] = _read(client, "GetIdNamespaceAssociation",
+                                                           membershipIdentifier=mid,
+                                                           idNamespaceAssociationIdentifier=association["id"])
+            view[name]["collaboration_id_namespace_associations"] = client.pages(
+                "ListCollaborationIdNamespaceAssociations", "collaborationIdNamespaceAssociationSummaries",
+                collaborationIdentifier=world.t["id"])
+            view[name]["id_mapping_tables"] = client.pages("ListIdMappingTables", "idMappingTableSummaries",
+                                                           membershipIdentifier=mid)
+            view[name]["id_mapping_schema"] = _read(client, "GetSchema", collaborationIdentifier=world.t["id"],
+                                                    name="victim_map")
+        view["V"]["id_mapping_table"] = _read(world.v, "GetIdMappingTable",
+                                              membershipIdentifier=world.memberships["V/T"]["id"],
+                                              idMappingTableIdentifier=world.id_maps["table"]["id"])
     if world.query is not None:
         for name, client, key in (("V", world.v, "V/T"), ("W", world.w, "W/T")):
             mid = world.memberships[key]["id"]
@@ -656,8 +707,132 @@ QUERY_ATTACKS = {
 }
 
 
+def _own_membership(a: Attempts) -> str | None:
+    """The attacker's own membership id, for the roles that have one (in O-C, or REMOVED in T)."""
+    key = {"other_member": "O/OC", "removed": "R/T"}.get(a.role)
+    return a.world.memberships[key]["id"] if key else None
+
+
+def _id_map_attempts(a: Attempts, operation: str, id_field: str, targets, **params) -> None:
+    """Through the victims' memberships, as through unknown ones; and, through the attacker's own membership, the
+    victim's resource is as unknown as a random id."""
+    world = a.world
+    for key, resource in targets:
+        a.membership(operation, world.memberships[key], **{id_field: resource["id"]}, **params)
+    own = _own_membership(a)
+    if own:
+        for _, resource in targets:
+            a.refused("ResourceNotFoundException", operation,
+                      {"membershipIdentifier": own, id_field: resource["id"], **params}, hide=resource["id"],
+                      unknown={"membershipIdentifier": own, id_field: _unknown_id(), **params})
+
+
+def _associations(a: Attempts):
+    return [("V/T", a.world.id_maps["V"]), ("W/T", a.world.id_maps["W"])]
+
+
+def _mapping_table(a: Attempts):
+    return [("V/T", a.world.id_maps["table"])]
+
+
+def attack_create_id_namespace_association(a: Attempts) -> None:
+    config = {"inputReferenceArn": f"arn:aws:entityresolution:us-east-1:{a.attacker.id}:idnamespace/attacker",
+              "manageResourcePolicies": True}
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("CreateIdNamespaceAssociation", a.world.memberships[key], name="pwned",
+                     inputReferenceConfig=config)
+    # the victim's own namespace, through the attacker's own membership: not the attacker's to associate
+    victim = dict(config, inputReferenceArn=a.world.id_maps["V"]["inputReferenceConfig"]["inputReferenceArn"])
+    own = _own_membership(a)
+    if own:
+        a.refused("ValidationException", "CreateIdNamespaceAssociation",
+                  {"membershipIdentifier": own, "name": "pwned", "inputReferenceConfig": victim})
+
+
+def attack_get_id_namespace_association(a: Attempts) -> None:
+    _id_map_attempts(a, "GetIdNamespaceAssociation", "idNamespaceAssociationIdentifier", _associations(a))
+
+
+def attack_update_id_namespace_association(a: Attempts) -> None:
+    _id_map_attempts(a, "UpdateIdNamespaceAssociation", "idNamespaceAssociationIdentifier", _associations(a),
+                     name="pwned", idMappingConfig={"allowUseAsDimensionColumn": True})
+
+
+def attack_delete_id_namespace_association(a: Attempts) -> None:
+    _id_map_attempts(a, "DeleteIdNamespaceAssociation", "idNamespaceAssociationIdentifier", _associations(a))
+
+
+def attack_list_id_namespace_associations(a: Attempts) -> None:
+    for key in ("V/T", "W/T"):
+        a.membership("ListIdNamespaceAssociations", a.world.memberships[key])
+
+
+def attack_get_collaboration_id_namespace_association(a: Attempts) -> None:
+    targets = [a.world.outside(a.role)] + ([a.world.t] if a.role in ("removed", "left") else [])
+    for c in targets:
+        a.collaboration("AccessDeniedException", "GetCollaborationIdNamespaceAssociation", c,
+                        idNamespaceAssociationIdentifier=a.world.id_maps["V"]["id"])
+
+
+def attack_list_collaboration_id_namespace_associations(a: Attempts) -> None:
+    targets = [a.world.outside(a.role)] + ([a.world.t] if a.role in ("removed", "left") else [])
+    for c in targets:
+        a.collaboration("AccessDeniedException", "ListCollaborationIdNamespaceAssociations", c)
+
+
+def attack_create_id_mapping_table(a: Attempts) -> None:
+    config = {"inputReferenceArn": f"arn:aws:entityresolution:us-east-1:{a.attacker.id}:idmappingworkflow/x",
+              "manageResourcePolicies": True}
+    for key in ("V/T", "W/T", "V/OC"):
+        a.membership("CreateIdMappingTable", a.world.memberships[key], name="pwned", inputReferenceConfig=config)
+    own = _own_membership(a)
+    if own:  # the victim's workflow is not the attacker's
+        victim = dict(config, inputReferenceArn=a.world.id_maps["table"]["inputReferenceConfig"]["inputReferenceArn"])
+        a.refused("ValidationException", "CreateIdMappingTable",
+                  {"membershipIdentifier": own, "name": "pwned", "inputReferenceConfig": victim})
+
+
+def attack_get_id_mapping_table(a: Attempts) -> None:
+    _id_map_attempts(a, "GetIdMappingTable", "idMappingTableIdentifier", _mapping_table(a))
+
+
+def attack_update_id_mapping_table(a: Attempts) -> None:
+    _id_map_attempts(a, "UpdateIdMappingTable", "idMappingTableIdentifier", _mapping_table(a), description="pwned")
+
+
+def attack_delete_id_mapping_table(a: Attempts) -> None:
+    _id_map_attempts(a, "DeleteIdMappingTable", "idMappingTableIdentifier", _mapping_table(a))
+
+
+def attack_populate_id_mapping_table(a: Attempts) -> None:
+    _id_map_attempts(a, "PopulateIdMappingTable", "idMappingTableIdentifier", _mapping_table(a), jobType="BATCH")
+
+
+def attack_list_id_mapping_tables(a: Attempts) -> None:
+    for key in ("V/T", "W/T"):
+        a.membership("ListIdMappingTables", a.world.memberships[key])
+
+
+ID_MAPPING_ATTACKS = {
+    "CreateIdNamespaceAssociation": attack_create_id_namespace_association,
+    "GetIdNamespaceAssociation": attack_get_id_namespace_association,
+    "UpdateIdNamespaceAssociation": attack_update_id_namespace_association,
+    "DeleteIdNamespaceAssociation": attack_delete_id_namespace_association,
+    "ListIdNamespaceAssociations": attack_list_id_namespace_associations,
+    "GetCollaborationIdNamespaceAssociation": attack_get_collaboration_id_namespace_association,
+    "ListCollaborationIdNamespaceAssociations": attack_list_collaboration_id_namespace_associations,
+    "CreateIdMappingTable": attack_create_id_mapping_table,
+    "GetIdMappingTable": attack_get_id_mapping_table,
+    "UpdateIdMappingTable": attack_update_id_mapping_table,
+    "DeleteIdMappingTable": attack_delete_id_mapping_table,
+    "ListIdMappingTables": attack_list_id_mapping_tables,
+    "PopulateIdMappingTable": attack_populate_id_mapping_table,
+}
+
+
 ATTACKS = {
     **QUERY_ATTACKS,
+    **ID_MAPPING_ATTACKS,
     "CreateCollaborationChangeRequest": attack_create_collaboration_change_request,
     "GetCollaborationChangeRequest": attack_get_collaboration_change_request,
     "UpdateCollaborationChangeRequest": attack_update_collaboration_change_request,
@@ -775,6 +950,8 @@ def test_attack(world, tally, operation, role):
         world.ensure_tables()
     if operation in QUERY_ATTACKS:
         world.ensure_query()
+    if operation in ID_MAPPING_ATTACKS:
+        world.ensure_id_mappings()
     before = victim_view(world)
     attempts = Attempts(world, role)
     try:

@@ -33,6 +33,7 @@ from importlib import resources
 import pytest
 
 from opencleanrooms.catalog import commands as catalog_commands
+from opencleanrooms.catalog import entity_resolution
 from tests.support import conformance, patterngen, wire
 from tests.support.builders import create_collaboration, join, member
 from tests.support.figures import figures  # noqa: F401  (fixture)
@@ -145,6 +146,51 @@ def associate(client: RawClient, pools: Pools, membership: dict, table: dict, ru
     return association
 
 
+def id_mappings(server, pools: Pools, fuzzer, own_membership: dict, victim=None, victim_membership=None, *,
+                phase: str = "1") -> None:
+    """Local Entity Resolution entries: ID namespaces the fuzzer may associate; a SOURCE and a TARGET one over its
+    customers table, associated in its sandbox (pinned), with a workflow between them and ID mapping tables made
+    from it; and a victim's association."""
+    def namespace(owner, name, kind, **data):
+        arn = f"arn:aws:entityresolution:us-east-1:{owner.id}:idnamespace/{name}"
+        with server.db.write() as conn:
+            entity_resolution.put_namespace(conn, entity_resolution.make_namespace({"arn": arn, "type": kind,
+                                                                                     **data}))
+        return arn
+
+    data = {"database": CUSTOMERS["database"], "table": CUSTOMERS["table"], "id_column": "user_id",
+            "key_columns": ["email_hash"]}
+    pools.id_namespaces = [namespace(fuzzer, f"fz{phase}-{i}", ("SOURCE", "TARGET")[i % 2]) for i in range(12)]
+    source = namespace(fuzzer, f"fz{phase}-source", "SOURCE", **data)
+    target = namespace(fuzzer, f"fz{phase}-target", "TARGET", **data)
+    workflow = f"arn:aws:entityresolution:us-east-1:{fuzzer.id}:idmappingworkflow/fz{phase}"
+    with server.db.write() as conn:
+        entity_resolution.put_workflow(conn, entity_resolution.make_workflow(
+            {"arn": workflow, "source": source, "target": target}))
+    scope = {"membershipIdentifier": own_membership["id"]}
+    for arn in (source, target):
+        association = fuzzer.client.create_id_namespace_association(
+            membershipIdentifier=own_membership["id"], name=arn.rsplit("/", 1)[1],
+            inputReferenceConfig={"inputReferenceArn": arn, "manageResourcePolicies": True})["idNamespaceAssociation"]
+        pools.add("IdNamespaceAssociationIdentifier", association["id"], "own", arn=association["arn"], scope=scope,
+                  data=association, pinned=True)
+    pools.id_mapping_workflows = [(own_membership["id"], workflow)]
+    tables = [fuzzer.client.create_id_mapping_table(
+        membershipIdentifier=own_membership["id"], name=f"fz_map_{i}",
+        inputReferenceConfig={"inputReferenceArn": workflow, "manageResourcePolicies": True})["idMappingTable"]
+        for i in range(3)]
+    pools.id_mapping_tables = [(own_membership["id"], tables[0]["id"])]
+    pools.deletable_id_mapping_tables = [(own_membership["id"], t["id"]) for t in tables[1:]]
+    if victim is None:
+        return
+    foreign = namespace(victim, "victim", "SOURCE")
+    association = victim.client.create_id_namespace_association(
+        membershipIdentifier=victim_membership["id"], name="victim",
+        inputReferenceConfig={"inputReferenceArn": foreign, "manageResourcePolicies": False})["idNamespaceAssociation"]
+    pools.add("IdNamespaceAssociationIdentifier", association["id"], "foreign", arn=association["arn"],
+              scope={"membershipIdentifier": victim_membership["id"]}, data=association)
+
+
 @pytest.fixture(scope="module")
 def world(server):
     """Victims with data of every kind, a fuzz account with a sandbox of its own, and helpers around it."""
@@ -225,6 +271,8 @@ def world(server):
                        )["configuredAudienceModelAssociation"]
             pools.add("ConfiguredAudienceModelAssociationIdentifier", made["id"], "own", arn=made["arn"],
                       scope={"membershipIdentifier": m["id"]}, data=made, pinned=True)
+    if "CreateIdMappingTable" in IMPLEMENTED:
+        id_mappings(server, pools, fuzzer, own_membership, v1, memberships[0])
     pools.tokens["victims"] = [
         v1.client.list_collaborations(maxResults=1)["nextToken"],
         v1.client.list_memberships(maxResults=1)["nextToken"],
@@ -481,6 +529,8 @@ def test_fuzz_as_an_invitee_and_a_member(server, world, figures):
         raw = RawClient(server.port, fuzzer.account)
         associate(raw, pools, sandbox_membership, *fresh_tables[0])
         associate(raw, pools, hosted_membership, *fresh_tables[1], pinned=True)
+    if "CreateIdMappingTable" in IMPLEMENTED:
+        id_mappings(server, pools, fuzzer, sandbox_membership, phase="2")
     ids = (invited["id"], active["id"])
 
     def view(v):

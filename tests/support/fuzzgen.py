@@ -194,6 +194,14 @@ class Pools:
     tokens: dict[str, list[str]] = field(default_factory=dict)  # operation -> nextTokens seen
     catalog: list[dict] = field(default_factory=list)  # the caller's tables: {"database", "table", "columns"}
     foreign_catalog: list[tuple[str, str]] = field(default_factory=list)  # (database, table) only others have
+    id_namespaces: list[str] = field(default_factory=list)  # the caller's ID namespace ARNs, defined locally
+    # (membership id, ID mapping workflow ARN): the caller's workflows whose namespaces that membership's
+    # collaboration has associated
+    id_mapping_workflows: list[tuple[str, str]] = field(default_factory=list)
+    # ID mapping tables are named by the generic UUID shape, which is not pooled: (membership id, table id) of the
+    # caller's pinned tables, and of tables for DeleteIdMappingTable to take
+    id_mapping_tables: list[tuple[str, str]] = field(default_factory=list)
+    deletable_id_mapping_tables: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, shape: str, value: str, pick: str = "own", *, arn: str | None = None, scope: dict | None = None,
             data: dict | None = None, **extra) -> dict:
@@ -1149,6 +1157,62 @@ class Generator:
         picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
                                                               params["collaborationIdentifier"])
 
+    # -- ID namespace associations and ID mapping tables
+
+    def _nudge_create_id_namespace_association(self, params, picks):
+        """One of the caller's locally defined ID namespaces, mostly in an ACTIVE membership of its own."""
+        rng = self.rng
+        if rng.random() >= 0.8 or not self.pools.id_namespaces or not isinstance(
+                params.get("inputReferenceConfig"), dict):
+            return
+        membership = self._own_active_membership()
+        if membership is not None and rng.random() < 0.7:
+            params["membershipIdentifier"], picks["membershipIdentifier"] = membership["id"], "own"
+        params["inputReferenceConfig"]["inputReferenceArn"] = rng.choice(self.pools.id_namespaces)
+
+    def _nudge_get_collaboration_id_namespace_association(self, params, picks):
+        """An association the pools know, with the request's collaboration set to the association's."""
+        associations = [e for e in self.pools.entries("IdNamespaceAssociationIdentifier")
+                        if not e["gone"] and e["data"].get("collaborationId")]
+        if not associations or self.rng.random() < 0.3:
+            return
+        association = self.rng.choice(associations)
+        params["idNamespaceAssociationIdentifier"] = association["id"]
+        picks["idNamespaceAssociationIdentifier"] = self.pools.kind_of("IdNamespaceAssociationIdentifier",
+                                                                       association["id"])
+        params["collaborationIdentifier"] = association["data"]["collaborationId"]
+        picks["collaborationIdentifier"] = self.pools.kind_of("CollaborationIdentifier",
+                                                              params["collaborationIdentifier"])
+
+    def _nudge_create_id_mapping_table(self, params, picks):
+        """A workflow of the caller's whose namespaces are associated in the membership's collaboration."""
+        rng = self.rng
+        if rng.random() >= 0.8 or not self.pools.id_mapping_workflows or not isinstance(
+                params.get("inputReferenceConfig"), dict):
+            return
+        membership_id, arn = rng.choice(self.pools.id_mapping_workflows)
+        params["membershipIdentifier"] = membership_id
+        picks["membershipIdentifier"] = self.pools.kind_of("MembershipIdentifier", membership_id)
+        params["inputReferenceConfig"]["inputReferenceArn"] = arn
+
+    def _nudge_populate_id_mapping_table(self, params, picks):
+        """DELETE_ONLY needs Entity Resolution's deletion requests (docs/id-mapping.md): mostly not that."""
+        self._nudge_id_mapping_table(params, picks)
+        if self.rng.random() < 0.8:
+            params["jobType"] = self.rng.choice(("BATCH", "INCREMENTAL"))
+
+    def _nudge_id_mapping_table(self, params, picks, tables=None):
+        """One of the caller's ID mapping tables, through its membership (the UUID shape is not pooled)."""
+        tables = self.pools.id_mapping_tables if tables is None else tables
+        if not tables or self.rng.random() < 0.3:
+            return
+        params["membershipIdentifier"], params["idMappingTableIdentifier"] = self.rng.choice(tables)
+        picks["membershipIdentifier"] = self.pools.kind_of("MembershipIdentifier", params["membershipIdentifier"])
+        picks["idMappingTableIdentifier"] = "own"
+
+    def _nudge_delete_id_mapping_table(self, params, picks):
+        self._nudge_id_mapping_table(params, picks, self.pools.deletable_id_mapping_tables)
+
     def _build(self, op: botocore.model.OperationModel, params: dict, picks: dict) -> Request:
         method, path, query, body = serialize(op, params)
         return Request(op.name, method, path, query, body, {}, ..., params,
@@ -1664,6 +1728,13 @@ NUDGES = {
     "CreatePrivacyBudgetTemplate": Generator._nudge_create_privacy_budget_template,
     "UpdatePrivacyBudgetTemplate": Generator._nudge_update_privacy_budget_template,
     "GetCollaborationPrivacyBudgetTemplate": Generator._nudge_get_collaboration_privacy_budget_template,
+    "CreateIdNamespaceAssociation": Generator._nudge_create_id_namespace_association,
+    "GetCollaborationIdNamespaceAssociation": Generator._nudge_get_collaboration_id_namespace_association,
+    "CreateIdMappingTable": Generator._nudge_create_id_mapping_table,
+    "PopulateIdMappingTable": Generator._nudge_populate_id_mapping_table,
+    "GetIdMappingTable": Generator._nudge_id_mapping_table,
+    "UpdateIdMappingTable": Generator._nudge_id_mapping_table,
+    "DeleteIdMappingTable": Generator._nudge_delete_id_mapping_table,
 }
 
 

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 
-from opencleanrooms.catalog import reader, store
+from opencleanrooms.catalog import entity_resolution, reader, store
 from opencleanrooms.catalog.errors import TableUnreadable
 from opencleanrooms.catalog.model import ANY_REGION, FORMATS, TableSource, make_source
 from opencleanrooms.catalog.s3 import S3Settings
-from opencleanrooms.catalog.tomlfile import load_catalog_file
+from opencleanrooms.catalog.tomlfile import load_catalog_entries
 
 
 def add_table(db, *, account_id: str, database: str, table: str, location: str, region: str | None = None,
@@ -46,11 +46,16 @@ def list_tables(db, account_id: str | None = None) -> list[TableSource]:
 
 
 def import_file(db, path: str | os.PathLike) -> list[TableSource]:
-    """Add or replace every table of a TOML catalog file, all in one transaction. Raises InvalidEntry."""
-    sources = load_catalog_file(path)
+    """Add or replace every table (and ID namespace and ID mapping workflow) of a TOML catalog file, all in one
+    transaction. Raises InvalidEntry."""
+    sources, namespaces, workflows = load_catalog_entries(path)
     with db.write() as conn:
         for source in sources:
             store.put(conn, source)
+        for namespace in namespaces:
+            entity_resolution.put_namespace(conn, namespace)
+        for workflow in workflows:
+            entity_resolution.put_workflow(conn, workflow)
     return sources
 
 

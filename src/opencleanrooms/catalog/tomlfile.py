@@ -1,4 +1,6 @@
-"""Catalog files: TOML lists of tables, imported into the store with `opencleanrooms catalog import`.
+"""Catalog files: TOML lists of tables, imported into the store with `opencleanrooms catalog import`. A file may
+also list `[[id_namespaces]]` and `[[id_mapping_workflows]]`, the local stand-ins for AWS Entity Resolution
+(catalog/entity_resolution.py, docs/id-mapping.md).
 
 ```toml
 [[tables]]
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import tomllib
 
+from opencleanrooms.catalog import entity_resolution
 from opencleanrooms.catalog.errors import InvalidEntry
 from opencleanrooms.catalog.model import TableSource, make_source
 
@@ -26,6 +29,31 @@ _REQUIRED = ("account_id", "database", "table", "location")
 
 
 def load_catalog_file(path: str | os.PathLike) -> list[TableSource]:
+    """Every table of the file (see load_catalog_entries)."""
+    return load_catalog_entries(path)[0]
+
+
+def load_entity_resolution(data: dict, path: str) -> tuple[list, list]:
+    """The file's `[[id_namespaces]]` and `[[id_mapping_workflows]]` (catalog/entity_resolution.py)."""
+    found = []
+    for key, make in (("id_namespaces", entity_resolution.make_namespace),
+                      ("id_mapping_workflows", entity_resolution.make_workflow)):
+        entries = data.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise InvalidEntry(f"{path}: `{key}` must be an array of tables ([[{key}]])")
+        items = []
+        for number, entry in enumerate(entries, start=1):
+            try:
+                items.append(make(entry))
+            except InvalidEntry as exc:
+                raise InvalidEntry(f"{path}: {key} {number}: {exc}") from None
+        if len({item.arn for item in items}) != len(items):
+            raise InvalidEntry(f"{path}: `{key}` lists an ARN twice")
+        found.append(items)
+    return found[0], found[1]
+
+
+def load_catalog_entries(path: str | os.PathLike) -> tuple[list[TableSource], list, list]:
     """Every table of the file, validated; relative locations are resolved against the file's directory.
     Raises InvalidEntry naming the file and the entry."""
     path = os.path.abspath(os.fspath(path))
@@ -36,7 +64,7 @@ def load_catalog_file(path: str | os.PathLike) -> list[TableSource]:
         raise InvalidEntry(f"{path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidEntry(f"{path}: not valid TOML: {exc}") from None
-    extra = set(data) - {"tables"}
+    extra = set(data) - {"tables", "id_namespaces", "id_mapping_workflows"}
     if extra:
         raise InvalidEntry(f"{path}: unknown key(s) {', '.join(sorted(extra))}; tables go in [[tables]]")
     tables = data.get("tables", [])
@@ -69,4 +97,4 @@ def load_catalog_file(path: str | os.PathLike) -> list[TableSource]:
                                f"(region {source.region}) is listed twice")
         seen.add(key)
         sources.append(source)
-    return sources
+    return (sources, *load_entity_resolution(data, path))

@@ -16,7 +16,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
 from opencleanrooms.policy.model import QueryRequest, TableInfo
-from opencleanrooms.policy.parse import DIALECT, clean, fragment, reject
+from opencleanrooms.policy.parse import DIALECT, clean, reject
 
 RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from opencleanrooms import catalog
 from opencleanrooms.encoded import encode
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import analysis_rules, arns, errors, locks, tags
+from opencleanrooms.services import analysis_rules, arns, errors, locks
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation

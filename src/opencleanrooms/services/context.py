@@ -26,3 +26,4 @@ class RequestContext:
     s3: S3Settings | None = None  # how the catalog reaches tables at s3:// locations (the server's [s3] settings)
     wake_runner: Callable[[], None] | None = None  # tells this process's query runner that work is waiting
     results_dir: str | None = None  # where results and log exports go when the server has no S3 endpoint
+    id_mapping_dir: str | None = None  # where populated ID mapping tables' data is kept (<data_dir>/id-mapping-tables)

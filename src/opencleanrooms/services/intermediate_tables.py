@@ -13,11 +13,12 @@ BASE_TABLE_REMOVED. What each choice rests on is in docs/behaviour.md under "Int
 from __future__ import annotations
 
 import re
+import time
 
 import sqlalchemy as sa
 
 from opencleanrooms import policy
-from opencleanrooms.services import arns, errors, locks, protected_queries
+from opencleanrooms.services import arns, errors, locks, protected_queries, table_associations
 from opencleanrooms.services import intermediate_constraints as constraints
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.context import RequestContext
@@ -26,7 +27,6 @@ from opencleanrooms.services.registry import operation
 from opencleanrooms.services.tags import check_new_resource_tags
 from opencleanrooms.storage import analysis_templates as template_store
 from opencleanrooms.storage import intermediate_tables as store
-from opencleanrooms.storage import table_associations as association_store
 from opencleanrooms.storage import tags as tag_store
 from opencleanrooms.storage.database import DuplicateError
 from opencleanrooms.storage.protected_queries import ACTIVE_STATUSES
@@ -81,42 +81,63 @@ def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dic
     return tables
 
 
-def schemas_of(conn: sa.Connection, ctx: RequestContext, collaboration) -> list[dict]:
-    """Every intermediate table of the collaboration as a schema (type INTERMEDIATE_TABLE), newest first: {"seq",
-    "key" (the lower-case name), "schema", "summary", "rule" (AnalysisRule, or None)} (services.schemas)."""
-    entries = []
-    for row in reversed(store.of_collaboration(conn, collaboration["id"], active_owners=True)):
-        active = store.active_version(conn, row["id"])
-        own = constraints.own_rule(row)
-        rule_types = [RULE_TYPE] if own else []
-        summary = {"name": row["name"], "type": "INTERMEDIATE_TABLE", "creatorAccountId": row["account_id"],
-                   "createTime": row["create_time"], "updateTime": row["update_time"],
-                   "collaborationId": row["collaboration_id"], "collaborationArn": collaboration["arn"],
-                   "analysisRuleTypes": rule_types, "analysisMethod": "DIRECT_QUERY"}
-        overrides = row["doc"].get("columnTypes") or {}
-        reason = _schema_reason(row, active, ctx.now)
-        detail = {"status": "NOT_READY" if reason else "READY", "analysisType": "DIRECT_ANALYSIS"}
-        if reason:
-            detail["reasons"] = [reason]
-        if own:
-            detail["analysisRuleType"] = RULE_TYPE
-        schema = dict(summary, columns=[{"name": c, "type": overrides.get(c, t)}
-                                        for c, t in (active["doc"].get("columns") or [] if active else [])],
-                      partitionKeys=[], description=row["doc"].get("description", ""), schemaStatusDetails=[detail],
-                      schemaTypeProperties={"intermediateTable": {"intermediateTableId": row["id"]}})
-        rule = None
-        if own:
-            effective = constraints.effective(row, active)
-            consolidated = dict(own, disallowedOutputColumns=effective["disallowedOutputColumns"])
-            for key in ("allowedResultReceivers", "additionalAnalyses", "allowedAdditionalAnalyses"):
-                if effective[key] is not None:
-                    consolidated[key] = effective[key]
-            rule = {"collaborationId": row["collaboration_id"], "type": RULE_TYPE, "name": row["name"],
-                    "createTime": row["rule_create_time"], "updateTime": row["rule_update_time"],
-                    "policy": {"v1": {"custom": own}}, "consolidatedPolicy": {"v1": {"custom": consolidated}}}
-        entries.append({"seq": row["seq"], "key": row["name_key"], "schema": schema, "summary": summary,
-                        "rule": rule})
-    return entries
+class Relations:
+    """Intermediate tables as schemas of their collaboration (type INTERMEDIATE_TABLE), for services/schemas.py
+    through wiring: the tables of ACTIVE memberships, newest first. Rows come back as {"schema", "summary",
+    "rule" (AnalysisRule, or None)}, their status as of the read."""
+
+    schema_type = "INTERMEDIATE_TABLE"
+
+    @staticmethod
+    def by_name(conn: sa.Connection, collaboration_id: str, name_key: str):
+        return _as_schema(conn, store.schema_by_name(conn, collaboration_id, name_key))
+
+    @staticmethod
+    def by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+        found = store.schemas_by_names(conn, collaboration_id, name_keys)
+        return {key: _as_schema(conn, row) for key, row in found.items()}
+
+    @staticmethod
+    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int):
+        rows, last = store.page_schemas(conn, collaboration_id, after, limit)
+        return [_as_schema(conn, row) for row in rows], last
+
+    summary = staticmethod(lambda row: row["summary"])
+    view = staticmethod(lambda row: row["schema"])
+    analysis_rule = staticmethod(lambda row: row["rule"])
+
+
+def _as_schema(conn: sa.Connection, row) -> dict | None:
+    if row is None:
+        return None
+    active = store.active_version(conn, row["id"])
+    own = constraints.own_rule(row)
+    summary = {"name": row["name"], "type": "INTERMEDIATE_TABLE", "creatorAccountId": row["account_id"],
+               "createTime": row["create_time"], "updateTime": row["update_time"],
+               "collaborationId": row["collaboration_id"], "collaborationArn": row["collaboration_arn"],
+               "analysisRuleTypes": [RULE_TYPE] if own else [], "analysisMethod": "DIRECT_QUERY"}
+    overrides = row["doc"].get("columnTypes") or {}
+    reason = _schema_reason(row, active, round(time.time(), 3))
+    detail = {"status": "NOT_READY" if reason else "READY", "analysisType": "DIRECT_ANALYSIS"}
+    if reason:
+        detail["reasons"] = [reason]
+    if own:
+        detail["analysisRuleType"] = RULE_TYPE
+    schema = dict(summary, columns=[{"name": c, "type": overrides.get(c, t)}
+                                    for c, t in (active["doc"].get("columns") or [] if active else [])],
+                  partitionKeys=[], description=row["doc"].get("description", ""), schemaStatusDetails=[detail],
+                  schemaTypeProperties={"intermediateTable": {"intermediateTableId": row["id"]}})
+    rule = None
+    if own:
+        effective = constraints.effective(row, active)
+        consolidated = dict(own, disallowedOutputColumns=effective["disallowedOutputColumns"])
+        for key in ("allowedResultReceivers", "additionalAnalyses", "allowedAdditionalAnalyses"):
+            if effective[key] is not None:
+                consolidated[key] = effective[key]
+        rule = {"collaborationId": row["collaboration_id"], "type": RULE_TYPE, "name": row["name"],
+                "createTime": row["rule_create_time"], "updateTime": row["rule_update_time"],
+                "policy": {"v1": {"custom": own}}, "consolidatedPolicy": {"v1": {"custom": consolidated}}}
+    return {"schema": schema, "summary": summary, "rule": rule}
 
 
 def _schema_reason(row, active, now: float) -> dict | None:
@@ -153,8 +174,7 @@ def create_intermediate_table(ctx: RequestContext, params: dict) -> dict:
             caller = protected_queries.query_caller(conn, ctx, membership_id, "create intermediate tables")
             collaboration_id = caller.collaboration["id"]
             _check_population(conn, configuration, collaboration_id)
-            if name_in_use(conn, collaboration_id, name) or association_store.name_taken(conn, collaboration_id,
-                                                                                          name.lower()):
+            if table_associations.relation_name_taken(conn, collaboration_id, name):
                 raise _name_taken(name, collaboration_id)
             doc = {key: params[key] for key in _DOC_FIELDS if key in params}
             doc["retentionInDays"] = params.get("retentionInDays") or DEFAULT_RETENTION_DAYS

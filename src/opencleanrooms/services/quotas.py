@@ -14,6 +14,8 @@ DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
     "configured_tables": ("Configured tables per account", 250),
     "allowed_columns": ("Columns per configured table allowlist", 100),
     "analysis_templates": ("Analysis templates per membership", 25),
+    "id_namespace_associations": ("ID namespace associations per membership", 10),
+    "id_mapping_tables": ("ID mapping tables per membership", 5),
     # AWS: 5 in us-east-1 and 2 in other Regions (adjustable); one value here, for every Region served.
     "concurrent_queries": ("Concurrent SQL protected queries per account", 5),
     "concurrent_queries_per_membership": ("Concurrent SQL protected queries per membership", 5),

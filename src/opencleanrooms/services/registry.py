@@ -43,6 +43,8 @@ def load_all() -> dict[str, Handler]:
         change_requests,
         collaborations,
         configured_tables,
+        id_mapping_tables,
+        id_namespace_associations,
         intermediate_tables,
         memberships,
         privacy_budgets,

@@ -1,9 +1,10 @@
 """Schemas: the relations of a collaboration, as every member sees them, and their analysis rules.
 
 Each configured table association of an ACTIVE membership is one relation (schema type TABLE) named as the
-association; intermediate tables (schema type INTERMEDIATE_TABLE) are added by their family through EXTRA_SCHEMAS. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
-is the configured table's rule, combined with the association's collaboration analysis rule. A schema's status says
-whether queries can use it yet, computed from the configuration as it is now. Every INVITED or ACTIVE member of the
+association. Its columns are the configured table's allowed columns with the types of the data; its analysis rule
+is the configured table's rule, combined with the association's collaboration analysis rule. Other kinds of relation
+(intermediate tables, schema type INTERMEDIATE_TABLE; ID mapping tables, ID_MAPPING_TABLE) come from
+OTHER_RELATIONS, which services.wiring fills, and render their own views. A schema's status says whether queries can use it yet, computed from the configuration as it is now. Every INVITED or ACTIVE member of the
 collaboration can read its schemas; anyone else gets the collaboration's usual AccessDeniedException. The triggers
 of every status reason are listed in docs/behaviour.md under "Configured table associations and schemas".
 """
@@ -29,6 +30,11 @@ from opencleanrooms.storage import table_associations as store
 UNKNOWN_TYPE = "unknown"  # a column whose type cannot be read (Athena tables, unreadable data)
 NOT_FOUND_CODE = "ResourceNotFoundException"  # BatchGet* errors' code: the error the single Get would raise
 QUERY_ABILITIES = frozenset({"CAN_QUERY", "CAN_RUN_JOB"})
+# Relations other than configured table associations (intermediate and ID mapping tables), filled by
+# services.wiring. Each has `schema_type`, `by_name`, `by_names`, `page` (like the association store's) and `view`,
+# `summary`, `analysis_rule` (output shapes of its rows; the rule may be None).
+OTHER_RELATIONS: list = []
+_SPAN = 2 ** 53  # list positions: kind index * _SPAN + seq (seq 0: the kind's first page)
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,6 @@ class CollaborationFacts:
                    privacy_budget_store.has_differential_privacy_template(conn, collaboration["id"]))
 
 
-# Relations other families add to the collaboration's schemas (intermediate tables), filled by services.wiring:
-# (conn, ctx, collaboration) -> [{"seq", "key" (lower-case name), "schema", "summary", "rule" (or None)}], newest
-# first. They are listed after the associations.
-EXTRA_SCHEMAS: list = []
-_EXTRAS_FROM_START = -(2 ** 62)  # a page position: the associations are done, the extra schemas start
-
-
-def _extras(conn: sa.Connection, ctx: RequestContext, collaboration) -> dict:
-    return {entry["key"]: entry for find in EXTRA_SCHEMAS for entry in find(conn, ctx, collaboration)}
-
-
 @operation("GetSchema")
 def get_schema(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, name = params["collaborationIdentifier"], params["name"]
@@ -66,10 +61,10 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
         if row is None:
-            extra = _extras(conn, ctx, collaboration).get(name.lower())
-            if extra is None:
+            other, kind = _other_relation(conn, collaboration_id, name.lower())
+            if other is None:
                 raise _schema_not_found(name, collaboration_id)
-            return {"schema": extra["schema"]}
+            return {"schema": kind.view(other)}
         facts = CollaborationFacts.read(conn, collaboration)
         source = catalog_source(conn, row)
     return {"schema": schema_view(ctx, facts, row, source)}
@@ -79,31 +74,23 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
 def list_schemas(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, schema_type = params["collaborationIdentifier"], params.get("schemaType")
 
+    kinds = [kind for kind in (_TableRelations, *OTHER_RELATIONS) if schema_type in (None, kind.schema_type)]
+
     def fetch(conn, after, limit):
-        """Associations first (positions: their seq), then the extra schemas (positions: minus their seq)."""
-        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        index, seq = divmod(after, _SPAN) if after is not None else (0, 0)
         rows: list = []
-        if schema_type in (None, "TABLE") and (after is None or after > 0):
-            found, last = store.page_schemas(conn, collaboration_id, after, limit)
-            rows = [("TABLE", row) for row in found]
+        while index < len(kinds) and len(rows) < limit:  # each kind in turn, newest first within it
+            page, last = kinds[index].page(conn, collaboration_id, seq or None, limit - len(rows))
+            rows += [(kinds[index], row) for row in page]
             if last is not None:
-                return rows, last
-        if schema_type not in (None, "INTERMEDIATE_TABLE"):  # no ID mapping tables here
-            return rows, None
-        start = -after if after is not None and after < 0 else None
-        extras = [e for e in _extras(conn, ctx, collaboration).values() if start is None or e["seq"] < start]
-        room = limit - len(rows)
-        page = extras[:room]
-        rows += [("EXTRA", entry) for entry in page]
-        if len(extras) <= room:
-            return rows, None
-        return rows, -page[-1]["seq"] if page else _EXTRAS_FROM_START
+                return rows, index * _SPAN + last
+            index, seq = index + 1, 0
+        more = any(kind.page(conn, collaboration_id, None, 1)[0] for kind in kinds[index:])
+        return rows, index * _SPAN if more else None
 
-    def render(item):
-        kind, row = item
-        return schema_summary(row) if kind == "TABLE" else row["summary"]
-
-    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch, render)
+    return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch,
+                     lambda item: item[0].summary(item[1]))
 
 
 @operation("BatchGetSchema")
@@ -115,12 +102,13 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names])
         facts = CollaborationFacts.read(conn, collaboration)
         sources = {key: catalog_source(conn, row) for key, row in found.items()}
-        extras = _extras(conn, ctx, collaboration) if len(found) < len(names) else {}
+        others = _other_relations(conn, collaboration_id, [n.lower() for n in names if n.lower() not in found])
     schemas, failures = [], []
     for name in names:
         row = found.get(name.lower())
-        if row is None and name.lower() in extras:
-            schemas.append(extras[name.lower()]["schema"])
+        if name.lower() in others:
+            other, kind = others[name.lower()]
+            schemas.append(kind.view(other))
         elif row is None:
             failures.append({"name": name, "code": NOT_FOUND_CODE,
                              "message": _schema_not_found(name, collaboration_id).message})
@@ -133,13 +121,14 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
 def get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     collaboration_id, name, rule_type = params["collaborationIdentifier"], params["name"], params["type"]
     with ctx.db.read() as conn:
-        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
-        extra = _extras(conn, ctx, collaboration).get(name.lower()) if row is None else None
-    if extra is not None:
-        if extra["rule"] is None or extra["rule"]["type"] != rule_type:
+        other, kind = (None, None) if row is not None else _other_relation(conn, collaboration_id, name.lower())
+    if other is not None:
+        rule = kind.analysis_rule(other)
+        if rule is None or rule["type"] != rule_type:
             raise _rule_not_found(name, rule_type)
-        return {"analysisRule": extra["rule"]}
+        return {"analysisRule": rule}
     if row is None:
         raise _schema_not_found(name, collaboration_id)
     if row["table_rule_type"] != rule_type:
@@ -153,16 +142,18 @@ def batch_get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     requests = _distinct([(r["name"], r["type"]) for r in params["schemaAnalysisRuleRequests"]],
                          key=lambda request: (request[0].lower(), request[1]))
     with ctx.db.read() as conn:
-        collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
+        member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         found = store.schemas_by_names(conn, collaboration_id, sorted({name.lower() for name, _ in requests}))
-        extras = _extras(conn, ctx, collaboration) if any(n.lower() not in found for n, _ in requests) else {}
+        others = _other_relations(conn, collaboration_id,
+                                  sorted({n.lower() for n, _ in requests if n.lower() not in found}))
     rules, failures = [], []
     for name, rule_type in requests:
         row = found.get(name.lower())
-        extra = extras.get(name.lower()) if row is None else None
-        if extra is not None:
-            if extra["rule"] is not None and extra["rule"]["type"] == rule_type:
-                rules.append(extra["rule"])
+        if name.lower() in others:
+            other, kind = others[name.lower()]
+            rule = kind.analysis_rule(other)
+            if rule is not None and rule["type"] == rule_type:
+                rules.append(rule)
             else:
                 failures.append({"name": name, "type": rule_type, "code": NOT_FOUND_CODE,
                                  "message": _rule_not_found(name, rule_type).message})
@@ -370,6 +361,31 @@ def _reason(code: str, message: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+class _TableRelations:
+    """Configured table associations as a kind of relation (for ListSchemas)."""
+
+    schema_type = "TABLE"
+    page = staticmethod(store.page_schemas)
+    summary = staticmethod(lambda row: schema_summary(row))
+
+
+def _other_relation(conn: sa.Connection, collaboration_id: str, name_key: str):
+    """(row, kind) of the relation of another kind with that name, or (None, None)."""
+    for kind in OTHER_RELATIONS:
+        row = kind.by_name(conn, collaboration_id, name_key)
+        if row is not None:
+            return row, kind
+    return None, None
+
+
+def _other_relations(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+    found: dict = {}
+    for kind in OTHER_RELATIONS:
+        if name_keys:
+            found.update({key: (row, kind) for key, row in kind.by_names(conn, collaboration_id, name_keys).items()})
+    return found
 
 
 def catalog_source(conn: sa.Connection, row):

@@ -40,8 +40,6 @@ _POLICY_PATH = "analysisRulePolicy.v1"
 # The membership segment of an allowed additional analysis ARN (a configured audience model association or a
 # Clean Rooms ML configured model algorithm association): `*` or a membership id.
 _ADDITIONAL_ANALYSIS_MEMBERSHIP = re.compile(r":membership/([^/]+)/")
-
-
 def _plural(count: int, what: str) -> str:
     return f"{count} {what}{'' if count == 1 else 's'}"
 
@@ -50,6 +48,13 @@ def _plural(count: int, what: str) -> str:
 # what follows an association's deletion, (conn, collaboration_id, association_id, name, now) -> None.
 NAME_CHECKS: list = []
 DELETE_HOOKS: list = []
+
+
+def relation_name_taken(conn: sa.Connection, collaboration_id: str, name: str) -> bool:
+    """Whether a relation of the collaboration (an association, or another family's: NAME_CHECKS) has the name,
+    compared case-insensitively: every kind of relation asks this before taking one."""
+    return store.name_taken(conn, collaboration_id, name.lower()) or any(
+        taken(conn, collaboration_id, name) for taken in NAME_CHECKS)
 
 
 def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
@@ -88,16 +93,17 @@ def create_association(ctx: RequestContext, params: dict) -> dict:
     association_id = arns.new_id()
     arn = arns.configured_table_association_arn(ctx.region, ctx.account_id, membership_id, association_id)
     try:
-        with ctx.db.write(locks=[locks.membership(membership_id), locks.configured_table(configured_table_id)]) \
-                as conn:  # neither is deleted meanwhile
+        # neither is deleted meanwhile; the collaboration's key serialises the name check with other relations'
+        # (ID mapping tables take it too)
+        with ctx.db.write(locks=[*locks.membership_keys(ctx, membership_id),
+                                 locks.configured_table(configured_table_id)]) as conn:
             membership = _membership(conn, ctx, membership_id, active=True)
             collaboration_id = membership["collaboration_id"]
             table = table_store.get(conn, ctx.region, ctx.account_id, configured_table_id)
             if table is None:
                 raise errors.not_found(f"Configured table {configured_table_id} not found.", configured_table_id,
                                        configured_tables.RESOURCE_TYPE)
-            if store.name_taken(conn, collaboration_id, name) or any(
-                    taken(conn, collaboration_id, name) for taken in NAME_CHECKS):
+            if relation_name_taken(conn, collaboration_id, name):
                 raise _name_taken(name, collaboration_id)
             if store.table_associated(conn, collaboration_id, configured_table_id):
                 raise errors.conflict(

@@ -113,6 +113,15 @@ def _create_intermediate_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _create_id_mapping_tables(conn: sa.Connection) -> None:
+    """ID namespace associations, ID mapping tables, and the local Entity Resolution entries they resolve to."""
+    from opencleanrooms.catalog import entity_resolution
+    from opencleanrooms.storage import id_mappings
+
+    for table in (*entity_resolution.TABLES, *id_mappings.TABLES):
+        table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -125,7 +134,7 @@ MIGRATIONS = [
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
     _reserved,  # 7: reserved (protected jobs branch)
     _create_intermediate_tables,  # 8: intermediate tables and their versions
-    _reserved,  # 9: reserved (ID mapping branch)
+    _create_id_mapping_tables,  # 9: ID namespace associations and ID mapping tables
     _create_audience_model_and_log_export_tables,  # 10: audience model associations, analysis log exports
 ]
 

@@ -18,6 +18,7 @@ from opencleanrooms.storage.keyset import KeysetQuery
 from opencleanrooms.storage.protected_queries import ACTIVE_STATUSES
 from opencleanrooms.storage.protected_queries import protected_queries as Q
 from opencleanrooms.storage.schema import JSONDoc, Seq, metadata
+from opencleanrooms.storage.schema import collaborations as C
 from opencleanrooms.storage.schema import memberships as MS
 
 STICKY_STATUSES = ("DISALLOWED_BY_DATA_PROVIDER", "BASE_TABLE_REMOVED")
@@ -72,6 +73,10 @@ TABLES: list[sa.Table] = [intermediate_tables, intermediate_table_versions]
 T, VER = intermediate_tables, intermediate_table_versions
 
 _VERSION = sa.select(VER, Q.c.status.label("query_status")).select_from(VER.join(Q, Q.c.id == VER.c.analysis_id))
+# The tables queries can read (their membership ACTIVE), with their collaboration's ARN: the collaboration's schemas.
+_SCHEMA = sa.select(T, C.c.arn.label("collaboration_arn")).select_from(
+    T.join(C, C.c.id == T.c.collaboration_id).join(MS, sa.and_(MS.c.id == T.c.membership_id, MS.c.status == "ACTIVE")))
+_SCHEMA_PAGE = KeysetQuery(_SCHEMA, T.c.seq, {"collaboration_id": T.c.collaboration_id})
 _TABLE_PAGE = KeysetQuery(sa.select(T), T.c.seq, {"membership_id": T.c.membership_id})
 _VERSION_PAGE = KeysetQuery(_VERSION, VER.c.seq, {"table_id": VER.c.table_id})
 
@@ -100,6 +105,22 @@ def of_collaboration(conn: sa.Connection, collaboration_id: str, *, active_owner
     if active_owners:
         query = query.join(MS, MS.c.id == T.c.membership_id).where(MS.c.status == "ACTIVE")
     return list(conn.execute(query).mappings())
+
+
+def schema_by_name(conn: sa.Connection, collaboration_id: str, name_key: str):
+    return conn.execute(_SCHEMA.where(T.c.collaboration_id == collaboration_id, T.c.name_key == name_key)
+                        ).mappings().first()
+
+
+def schemas_by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+    rows = conn.execute(_SCHEMA.where(T.c.collaboration_id == collaboration_id, T.c.name_key.in_(name_keys))
+                        ).mappings().all()
+    return {row["name_key"]: row for row in rows}
+
+
+def page_schemas(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int):
+    rows, last = _SCHEMA_PAGE.fetch(conn, after, limit, collaboration_id=collaboration_id)
+    return [row._mapping for row in rows], last
 
 
 def count_for_membership(conn: sa.Connection, membership_id: str) -> int:
