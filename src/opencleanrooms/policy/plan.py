@@ -49,7 +49,7 @@ def _plan(request: QueryRequest) -> Plan:
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
                 output_columns=outputs, tree=tree,
                 scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()},
-                dp_aggregations=dp_aggregations)
+                dp_aggregations=dp_aggregations, dp_release=dict(tree.meta.get("dp_release") or {}))
 
 
 def _outermost_select(tree: exp.Expression) -> exp.Select:

@@ -79,10 +79,9 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
         _check_tables_usable(plan, rows, sources, facts, receivers)
         spec = _spec(plan, rows, sources, outputs, report, sql)
         if plan.dp_aggregations:  # the runner adds the noise; the bounds are added once it has released them
-            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations]}
-            doc["differentialPrivacy"] = {"sensitivityParameters": [
-                {"aggregationType": e["type"], "aggregationExpression": e["expression"],
-                 "userContributionLimit": e["contribution_limit"]} for e in plan.dp_aggregations]}
+            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations],
+                          "release": dict(plan.dp_release)}
+            doc["differentialPrivacy"] = {"sensitivityParameters": plan.dp_parameters()}
     except policy.QueryRejected as exc:
         error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
     except catalog.CatalogError as exc:
