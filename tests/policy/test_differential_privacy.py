@@ -283,3 +283,17 @@ def test_grouped_sums_share_private_bounds_and_report_them():
     assert abs(answer["eu"] - 4.5) < 2 and abs(answer["us"] - 24.5) < 4, answer
     assert parameters[0]["minColumnValue"] == 0 and parameters[0]["maxColumnValue"] == 32
     assert parameters[1]["aggregationType"] == "COUNT_DISTINCT"
+
+
+def test_value_aggregates_of_one_argument_share_cells_but_release_their_own_bounds():
+    result = plan("SELECT SUM(amount) AS total, AVG(amount) AS mean, STDDEV(visits) AS spread FROM sales", sales())
+    entries = [dict(e) for e in result.dp_aggregations]
+    assert [e.get("cells_of") for e in entries] == [None, 0, None]
+    sql = result.sql("duckdb")
+    assert '"__dp_b0"' in sql and '"__dp_b1"' not in sql and '"__dp_b2"' in sql
+    data = {"sales": [row(f"u{i}", amount=float(i % 50), visits=i % 7) for i in range(3000)]}
+    table_, parameters = release(cells(result, data), entries, 10)
+    answer = table_.to_pylist()[0]
+    assert abs(answer["total"] - 73500) < 0.2 * 73500 and abs(answer["mean"] - 24.5) < 5
+    assert [p["aggregationType"] for p in parameters] == ["SUM", "AVG", "STDDEV"]
+    assert all("minColumnValue" in p for p in parameters)

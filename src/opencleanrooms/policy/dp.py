@@ -221,11 +221,17 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     tree.set("group", None)
     user = identities[0].copy()
     projections = [exp.alias_(user, "__dp_u", quoted=True)]
+    cells_of: dict[str, int] = {}
     for i, entry in enumerate(aggregations):
         if entry["mode"] == "key":
             continue
         argument = entry.pop("argument")
         if entry["mode"] == "cells":
+            # value aggregates of the same argument share one set of cells (each still releases its own bounds)
+            first = cells_of.setdefault(argument.sql("spark"), i)
+            if first != i:
+                entry["cells_of"] = first
+                continue
             value = exp.TryCast(this=argument.copy(), to=exp.DataType.build("DOUBLE"))
             projections.append(exp.alias_(value, f"__dp_v{i}", quoted=True))
         elif entry["mode"] in ("values", "distinct"):
@@ -270,7 +276,7 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         selects.append(row(-1, "u", "0", "FALSE", "COUNT(DISTINCT `__dp_u`)", null, null, "`__dp_kept`"))
     for i, entry in enumerate(aggregations):
         mode, v = entry["mode"], _q(f"__dp_v{i}")
-        if mode == "key":
+        if mode == "key" or "cells_of" in entry:
             continue
         if mode == "users":  # sensitivity 1 over all of a user's rows (of their one group when grouped)
             source = "`__dp_kept`" if groups else "`__dp_rows`"

@@ -52,7 +52,8 @@ def release(table: pa.Table, aggregations: list[dict], users_noise_per_query: in
         keys = sorted((ids[key] for key in released), key=_sort_key)
     else:
         keys = [()]
-    bounds = {i: mechanisms.private_bounds(histograms.get(i, {}), n_noise)
+    # one private bounds release per value aggregate (each pays for its own), from its argument's shared cells
+    bounds = {i: mechanisms.private_bounds(histograms.get(entry.get("cells_of", i), {}), n_noise)
               for i, entry in enumerate(aggregations) if entry["mode"] == "cells"}
     columns, fields, parameters = [], [], []
     for i, entry in enumerate(aggregations):
@@ -65,8 +66,9 @@ def release(table: pa.Table, aggregations: list[dict], users_noise_per_query: in
         parameter = {"aggregationType": entry["type"], "aggregationExpression": entry["expression"],
                      "userContributionLimit": limit}
         # each user's rows are in one group, so the per-group releases of one aggregate compose in parallel
-        values = [_noisy(entry, counts[group].get(i, 0), cells[group].get(i, []), bounds.get(i), limit, n_noise)
-                  for group in keys]
+        source = entry.get("cells_of", i)
+        values = [_noisy(entry, counts[group].get(i, 0), cells[group].get(source, []), bounds.get(i), limit,
+                         n_noise) for group in keys]
         if entry["mode"] == "cells":
             parameter.update(minColumnValue=float(bounds[i].lower), maxColumnValue=float(bounds[i].upper))
         columns.append(values)
