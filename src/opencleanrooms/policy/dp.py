@@ -12,7 +12,8 @@ The rewrite keeps the query's FROM/WHERE as a CTE of user-level rows (user id + 
 keys), keeps at most USER_CONTRIBUTION_LIMIT rows per user (of one group), and returns a long table: per group the
 distinct users ('u' rows, for the key release), per aggregate (and group) its exact count ('n' rows), or, for value
 aggregates, per signed magnitude bucket the rows' count, sum and sum of squares ('c' rows, each value clamped to its
-bucket's edge) and, over all groups, the users per bucket of their largest value ('h' rows, for the private bounds).
+bucket's edge) and, over all groups, the users per bucket of their value of largest magnitude (over all their rows;
+'h' rows, for the private bounds).
 The runner (runner/dp.py) turns that into the noisy answer; the clamped sums are exact functions of these cells.
 """
 
@@ -256,8 +257,13 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     else:
         ranking = "ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS `__dp_rn`"
         keep = f"`__dp_rn` <= {limit}"
+    # per user, the extremes of each value aggregate's argument (for the histogram of users per bucket: one per user)
+    extremes = "".join(f", MAX({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_hi{i}')}, "
+                       f"MIN({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_lo{i}')}"
+                       for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry)
+    one_per_user = "`__dp_rn` = 1" + (f" AND `__dp_gr` <= {USER_GROUP_LIMIT}" if groups else "")
     with_parts = [
-        f"`__dp_ranked` AS (SELECT {columns}, {ranking} FROM `__dp_rows`)",
+        f"`__dp_ranked` AS (SELECT {columns}, {ranking}{extremes} FROM `__dp_rows`)",
         f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
     ]
     selects = []
@@ -273,14 +279,13 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
                 f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`{tail} FROM {source}{extra}")
 
     if groups:  # users per group, for the thresholded key release (first, so the key columns get their types)
-        selects.append(row(-1, "u", "0", "FALSE", "COUNT(DISTINCT `__dp_u`)", null, null, "`__dp_kept`"))
+        selects.append(row(-1, "u", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
     for i, entry in enumerate(aggregations):
         mode, v = entry["mode"], _q(f"__dp_v{i}")
         if mode == "key" or "cells_of" in entry:
             continue
         if mode == "users":  # sensitivity 1 over all of a user's rows (of their one group when grouped)
-            source = "`__dp_kept`" if groups else "`__dp_rows`"
-            selects.append(row(i, "n", "0", "FALSE", "COUNT(DISTINCT `__dp_u`)", null, null, source))
+            selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
         elif mode == "rows":
             selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, "`__dp_kept`"))
         elif mode == "values":
@@ -301,10 +306,12 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
                 f"FROM (SELECT `__dp_u`, `__dp_x`, {bucket} AS `__dp_k`{g_list} FROM {a}) AS `__dp_s`)")
             selects.append(row(i, "c", "`__dp_k`", "`__dp_neg`", "COUNT(*)", "SUM(`__dp_y`)",
                                "SUM(`__dp_y` * `__dp_y`)", b, " GROUP BY `__dp_k`, `__dp_neg`"))
-            top = "CASE WHEN MAX(`__dp_k`) >= -MIN(`__dp_k`) THEN MAX(`__dp_k`) ELSE MIN(`__dp_k`) END"
+            hi, lo = _q(f"__dp_hi{i}"), _q(f"__dp_lo{i}")
+            top = f"CASE WHEN ABS({hi}) >= ABS({lo}) THEN {hi} ELSE {lo} END"
             selects.append(row(i, "h", "`__dp_k`", "FALSE", "COUNT(*)", null, null,
-                               f"(SELECT {top} AS `__dp_k` FROM {b} GROUP BY `__dp_u`) AS `__dp_h`",
-                               " GROUP BY `__dp_k`", grouped=False))
+                               f"(SELECT {bucket} AS `__dp_k` FROM (SELECT LEAST(GREATEST({top}, -{_EDGE!r}), "
+                               f"{_EDGE!r}) AS `__dp_x` FROM `__dp_ranked` WHERE {one_per_user} AND {hi} IS NOT "
+                               f"NULL) AS `__dp_t`) AS `__dp_h`", " GROUP BY `__dp_k`", grouped=False))
     text = "WITH `__dp_rows` AS (SELECT 1), " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
     outer = sqlglot.parse_one(text, read=CleanRoomsSpark)
     with_node = outer.args[key]
