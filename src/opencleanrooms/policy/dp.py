@@ -249,11 +249,12 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     columns = ", ".join(_q(c) for c in ["__dp_u", *values])
     g_list = "".join(f", {_q(g)}" for g in groups)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
-    if groups:  # each user keeps rows of one group only (the smallest key), at most `limit` of them
-        ranking = (f"ROW_NUMBER() OVER (PARTITION BY `__dp_u`{g_list} ORDER BY `__dp_u`) AS `__dp_rn`, "
-                   f"DENSE_RANK() OVER (PARTITION BY `__dp_u` ORDER BY {', '.join(_q(g) for g in groups)}) "
-                   f"AS `__dp_gr`")
-        keep = f"`__dp_rn` <= {limit} AND `__dp_gr` <= {USER_GROUP_LIMIT}"
+    if groups:  # each user keeps rows of one group only (the smallest key), at most `limit` of them: one sorted pass
+        by_key = f"PARTITION BY `__dp_u` ORDER BY {', '.join(_q(g) for g in groups)}"
+        ranking = f"ROW_NUMBER() OVER ({by_key}) AS `__dp_rn`" + "".join(
+            f", FIRST_VALUE({_q(g)}) OVER ({by_key}) AS {_q(g + 'f')}" for g in groups)
+        first_group = " AND ".join(f"{_q(g)} <=> {_q(g + 'f')}" for g in groups)
+        keep = f"`__dp_rn` <= {limit} AND {first_group}"
     else:
         ranking = "ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS `__dp_rn`"
         keep = f"`__dp_rn` <= {limit}"
@@ -261,7 +262,7 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     extremes = "".join(f", MAX({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_hi{i}')}, "
                        f"MIN({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_lo{i}')}"
                        for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry)
-    one_per_user = "`__dp_rn` = 1" + (f" AND `__dp_gr` <= {USER_GROUP_LIMIT}" if groups else "")
+    one_per_user = "`__dp_rn` = 1"
     with_parts = [
         f"`__dp_ranked` AS (SELECT {columns}, {ranking}{extremes} FROM `__dp_rows`)",
         f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
