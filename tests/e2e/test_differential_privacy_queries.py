@@ -107,7 +107,12 @@ def test_grouped_dp_queries_release_only_crowded_groups_and_spend_what_the_previ
     bob.client.create_privacy_budget_template(
         membershipIdentifier=world.mid(bob), privacyBudgetType="DIFFERENTIAL_PRIVACY", autoRefresh="NONE",
         parameters={"differentialPrivacy": {"epsilon": EPSILON, "usersNoisePerQuery": NOISE}})
-    units = EPSILON * NOISE
+    preview = world.alice.client.preview_privacy_impact(
+        membershipIdentifier=world.mid(world.alice),
+        parameters={"differentialPrivacy": {"epsilon": EPSILON, "usersNoisePerQuery": NOISE}})
+    promised = {a["type"]: a["maxCount"] for a in preview["privacyImpact"]["differentialPrivacy"]["aggregations"]}
+    units = promised["COUNT_DISTINCT"]  # the preview's unit: one COUNT DISTINCT, what a key release costs
+    assert remaining(world) == promised and units == EPSILON * NOISE
     assert mechanisms.group_threshold(NOISE) < 400 - 10 * NOISE  # c1 passes (scale NOISE); `solo` does not
 
     first = run(world, "SELECT campaign_id, COUNT(DISTINCT user_id) AS users, SUM(clicks) AS total "
