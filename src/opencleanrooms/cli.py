@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     from opencleanrooms.query_commands import register_cli as register_query_cli
 
     register_query_cli(commands, storage_flags=_storage_flags, settings_from_args=_settings)
+    from opencleanrooms.budget_commands import register_cli as register_budget_cli
+
+    register_budget_cli(commands, storage_flags=_storage_flags, settings_from_args=_settings)
     return parser
 
 

@@ -108,3 +108,14 @@ def test_identifiers_with_spaces_and_hyphens_are_quoted():
     con.execute('CREATE TABLE t0 ("id" VARCHAR, "first name" VARCHAR, "x-y" BIGINT)')
     con.execute("INSERT INTO t0 VALUES ('1', 'Ann', 2), ('2', 'Bo', 1)")
     assert con.execute(result.sql("duckdb")).fetchall() == [("Bo", 1), ("Ann", 2)]
+
+
+def test_row_number_ordered_only_by_its_partition_is_not_sorted_in_duckdb():
+    from opencleanrooms.policy.transpile import render
+    from opencleanrooms.policy.parse import CleanRoomsSpark
+
+    peers = sqlglot.parse_one("SELECT ROW_NUMBER() OVER (PARTITION BY a ORDER BY a) AS r FROM t", read=CleanRoomsSpark)
+    assert "ORDER BY" not in render(peers, "duckdb") and "ORDER BY" in render(peers, "spark")
+    for sql in ("SELECT ROW_NUMBER() OVER (PARTITION BY a ORDER BY b) AS r FROM t",  # a real order stays
+                "SELECT RANK() OVER (PARTITION BY a ORDER BY a) AS r FROM t"):
+        assert "ORDER BY" in render(sqlglot.parse_one(sql, read=CleanRoomsSpark), "duckdb"), sql

@@ -1,16 +1,19 @@
 """Differential privacy on CUSTOM tables: check the query's shape, then rewrite it so each user's contribution is
 bounded and the engine returns what the runner needs to release every aggregate with noise.
 
-v1 accepts the smallest shape whose privacy we can prove (docs/differential-privacy.md): a final SELECT of
-COUNT, COUNT(DISTINCT), SUM, AVG and STDDEV aggregates without GROUP BY (released group keys would leak which
-values exist; pure epsilon-DP cannot release them), over user-level rows: CTEs and derived tables that only filter,
-join and project (thresholds._Tracer proves it and carries each DP table's user-id column up), inner joins only.
-Everything else is refused.
+v1 accepts the shapes whose privacy we can prove (docs/differential-privacy.md): a final SELECT of COUNT,
+COUNT(DISTINCT), SUM, AVG and STDDEV aggregates, optionally with GROUP BY plain expressions (each user keeps the rows
+of one group; the runner releases only groups whose noisy user count passes OpenDP's threshold), over user-level
+rows: CTEs and derived tables that only filter, join and project (thresholds._Tracer proves it and carries each DP
+table's user-id column up), inner joins only. ORDER BY outputs and LIMIT are kept for the runner to apply to the
+noisy rows (post-processing). Everything else (HAVING on exact aggregates, ROLLUP, OFFSET, ...) is refused.
 
-The rewrite keeps the query's FROM/WHERE as a CTE of user-level rows (user id + one value per aggregate), keeps at
-most USER_CONTRIBUTION_LIMIT rows per user, and returns a long table: per aggregate its exact count ('n' rows), or,
-for value aggregates, per signed magnitude bucket the rows' count, sum and sum of squares ('c' rows, each value
-clamped to its bucket's edge) and the users per bucket of their largest value ('h' rows, for the private bounds).
+The rewrite keeps the query's FROM/WHERE as a CTE of user-level rows (user id + one value per aggregate + the group
+keys), keeps at most USER_CONTRIBUTION_LIMIT rows per user (of one group), and returns a long table: per group the
+distinct users ('u' rows, for the key release), per aggregate (and group) its exact count ('n' rows), or, for value
+aggregates, per signed magnitude bucket the rows' count, sum and sum of squares ('c' rows, each value clamped to its
+bucket's edge) and, over all groups, the users per bucket of their value of largest magnitude (over all their rows;
+'h' rows, for the private bounds).
 The runner (runner/dp.py) turns that into the noisy answer; the clamped sums are exact functions of these cells.
 """
 
@@ -25,12 +28,14 @@ from opencleanrooms.policy.resolve import Relations
 from opencleanrooms.policy.thresholds import _Tracer
 
 USER_CONTRIBUTION_LIMIT = 5  # rows each user may contribute to one query (public, reported in sensitivityParameters)
+USER_GROUP_LIMIT = 1  # groups each user may contribute to in a GROUP BY query (privacy.mechanisms assumes 1)
 BUCKET_LIMIT = 64  # privacy.mechanisms.BUCKET_LIMIT: values are clamped to +-2^64 before bucketing
 _EDGE = float(2 ** BUCKET_LIMIT)
 _PREFIX = "__dp"
 _KINDS = {exp.Count: "COUNT", exp.Sum: "SUM", exp.Avg: "AVG", exp.Stddev: "STDDEV", exp.StddevSamp: "STDDEV",
           exp.StddevPop: "STDDEV"}
 RESULT_COLUMNS = ("__dp_agg", "__dp_kind", "__dp_k", "__dp_neg", "__dp_n", "__dp_s1", "__dp_s2")
+# ... then, in a GROUP BY query, one column per group key: __dp_g0, __dp_g1, ...
 
 
 def user_columns(relations: Relations) -> dict[str, str]:
@@ -64,17 +69,18 @@ def precheck(tree: exp.Expression, relations: Relations) -> None:
 
 
 def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expression:
-    """The rewritten tree; its `meta['dp']` lists the aggregates the runner releases (in output order)."""
+    """The rewritten tree; its `meta['dp']` lists the outputs the runner releases (in output order: aggregates, and
+    group keys as mode 'key'), `meta['dp_release']` the grouping, ORDER BY and LIMIT the runner applies."""
     users = user_columns(relations)
     first = sorted(users)[0]
     why = f"Differential privacy query on `{first}` not supported"
     if not isinstance(tree, exp.Select):
         reject(f"{why}: the final query must be one SELECT of aggregates (no UNION, INTERSECT or EXCEPT).")
-    for arg, what in (("group", "GROUP BY"), ("having", "HAVING"), ("qualify", "QUALIFY"), ("order", "ORDER BY"),
-                      ("limit", "LIMIT"), ("offset", "OFFSET"), ("distinct", "SELECT DISTINCT")):
+    for arg, what in (("having", "HAVING"), ("qualify", "QUALIFY"), ("offset", "OFFSET"),
+                      ("distinct", "SELECT DISTINCT")):
         if tree.args.get(arg):
-            detail = (" (group keys would reveal which values exist; only whole-table aggregates are supported "
-                      "for now)") if arg in ("group", "having") else ""
+            detail = (" (it would filter groups on their exact aggregates; filter the noisy result instead)"
+                      if arg == "having" else "")
             reject(f"{why}: {what} in the final SELECT{detail}.")
     for join in tree.find_all(exp.Join):
         if join.side or (join.kind and join.kind.upper() != "INNER"):
@@ -82,7 +88,15 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
     root = flow.root
     if any(isinstance(node, exp.Window) for node in scope_nodes(root)):
         reject(f"{why}: window functions in the final SELECT.")
-    aggregations = [_aggregation(projection, flow, users, why) for projection in tree.expressions]
+    keys = _group_keys(tree, why)
+    aggregations = [_output(projection, flow, users, keys, why) for projection in tree.expressions]
+    release = {"groups": len(keys), "order": _order(tree, aggregations, why), "limit": _limit(tree, why)}
+    if keys:
+        release["expression"] = (f"COUNT(DISTINCT {first}.{users[first]}) per group of GROUP BY "
+                                 + ", ".join(fragment(k, 60) for k in keys))[:400]
+        release["contribution_limit"] = USER_GROUP_LIMIT
+    tree.set("order", None)
+    tree.set("limit", None)
 
     tracer = _Tracer(relations, {identifier.name for identifier in tree.find_all(exp.Identifier)})
     identities: list[exp.Expression] = []
@@ -93,7 +107,75 @@ def enforce(tree: exp.Expression, flow: Flow, relations: Relations) -> exp.Expre
                    f"user-level rows (a subquery in an expression, a semi or anti join, or an unused CTE).")
     if not identities:
         reject(f"{why}: the final SELECT does not read the table's user-level rows.")
-    return _rewrite(tree, aggregations, identities)
+    outer = _rewrite(tree, aggregations, identities, keys)
+    outer.meta["dp_release"] = release
+    return outer
+
+
+def _group_keys(tree: exp.Select, why: str) -> list[exp.Expression]:
+    """The GROUP BY expressions: plain expressions of the row (no ROLLUP, CUBE, GROUPING SETS or aggregates)."""
+    group = tree.args.get("group")
+    if not group:
+        return []
+    if any(group.args.get(arg) for arg in ("rollup", "cube", "grouping_sets", "totals", "all")):
+        reject(f"{why}: GROUP BY supports plain expressions only (no ROLLUP, CUBE, GROUPING SETS or ALL).")
+    keys = list(group.expressions)
+    if not keys or any(isinstance(k, (exp.Rollup, exp.Cube, exp.GroupingSets)) for k in keys):
+        reject(f"{why}: GROUP BY supports plain expressions only (no ROLLUP, CUBE, GROUPING SETS or ALL).")
+    for key in keys:
+        if any(isinstance(n, (exp.AggFunc, exp.Window, exp.Subquery, exp.Select)) for n in key.walk()):
+            reject(f"{why}: GROUP BY expressions may not hold aggregates, window functions or subqueries "
+                   f"(`{fragment(key)}`).")
+    return keys
+
+
+def _output(projection: exp.Expression, flow: Flow, users: dict[str, str], keys: list[exp.Expression],
+            why: str) -> dict:
+    """One output: a group key (released only for groups that pass the user threshold) or an aggregate."""
+    node = projection.this if isinstance(projection, exp.Alias) else projection
+    for index, key in enumerate(keys):
+        if node == key:
+            return {"output": projection.alias_or_name, "mode": "key", "key": index}
+    if keys and not isinstance(node, tuple(_KINDS)):
+        reject(f"{why}: every output of a grouped SELECT must be a GROUP BY expression or one of COUNT, "
+               f"COUNT(DISTINCT), SUM, AVG or STDDEV, not `{fragment(node, 60)}`.")
+    return _aggregation(projection, flow, users, why)
+
+
+def _order(tree: exp.Select, outputs: list[dict], why: str) -> list[dict]:
+    """ORDER BY of outputs, applied by the runner to the noisy rows (post-processing, so it costs no privacy)."""
+    order = tree.args.get("order")
+    if not order:
+        return []
+    names = [entry["output"] for entry in outputs]
+    nodes = [p.this if isinstance(p, exp.Alias) else p for p in tree.expressions]
+    items = []
+    for ordered in order.expressions:
+        node = ordered.this
+        index = None
+        if isinstance(node, exp.Column) and not node.table and node.name in names:
+            index = names.index(node.name)
+        elif node in nodes:
+            index = nodes.index(node)
+        if index is None:
+            reject(f"{why}: ORDER BY may only name outputs of the SELECT (it sorts the noisy answer), not "
+                   f"`{fragment(node, 60)}`.")
+        desc = bool(ordered.args.get("desc"))
+        nulls_first = ordered.args.get("nulls_first")
+        items.append({"output": index, "desc": desc, "nulls_first": (not desc) if nulls_first is None
+                      else bool(nulls_first)})
+    return items
+
+
+def _limit(tree: exp.Select, why: str) -> int | None:
+    """LIMIT n keeps the first n noisy rows (post-processing); only a literal count is accepted."""
+    limit = tree.args.get("limit")
+    if not limit:
+        return None
+    value = limit.expression
+    if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
+        reject(f"{why}: LIMIT must be a whole number (`{fragment(limit, 60)}`).")
+    return int(value.this)
 
 
 def _aggregation(projection: exp.Expression, flow: Flow, users: dict[str, str], why: str) -> dict:
@@ -132,19 +214,31 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
-def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Expression]) -> exp.Expression:
+def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Expression],
+             keys: list[exp.Expression]) -> exp.Expression:
     key = "with_" if "with_" in exp.Select.arg_types else "with"
     ctes = tree.args.get(key)
     tree.set(key, None)
+    tree.set("group", None)
     user = identities[0].copy()
     projections = [exp.alias_(user, "__dp_u", quoted=True)]
+    cells_of: dict[str, int] = {}
     for i, entry in enumerate(aggregations):
+        if entry["mode"] == "key":
+            continue
         argument = entry.pop("argument")
         if entry["mode"] == "cells":
+            # value aggregates of the same argument share one set of cells (each still releases its own bounds)
+            first = cells_of.setdefault(argument.sql("spark"), i)
+            if first != i:
+                entry["cells_of"] = first
+                continue
             value = exp.TryCast(this=argument.copy(), to=exp.DataType.build("DOUBLE"))
             projections.append(exp.alias_(value, f"__dp_v{i}", quoted=True))
         elif entry["mode"] in ("values", "distinct"):
             projections.append(exp.alias_(argument.copy(), f"__dp_v{i}", quoted=True))
+    groups = [f"__dp_g{j}" for j in range(len(keys))]
+    projections += [exp.alias_(k.copy(), g, quoted=True) for k, g in zip(keys, groups, strict=True)]
     tree.set("expressions", projections)
     condition: exp.Expression = exp.Not(this=exp.Is(this=user.copy(), expression=exp.Null()))
     for other in identities[1:]:  # rows joined across DP tables belong to one user only when the ids agree
@@ -153,23 +247,46 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
 
     values = [p.alias for p in projections[1:]]
     columns = ", ".join(_q(c) for c in ["__dp_u", *values])
+    g_list = "".join(f", {_q(g)}" for g in groups)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
+    if groups:  # each user keeps rows of one group only (the smallest key), at most `limit` of them: one sorted pass
+        by_key = f"PARTITION BY `__dp_u` ORDER BY {', '.join(_q(g) for g in groups)}"
+        ranking = f"ROW_NUMBER() OVER ({by_key}) AS `__dp_rn`" + "".join(
+            f", FIRST_VALUE({_q(g)}) OVER ({by_key}) AS {_q(g + 'f')}" for g in groups)
+        first_group = " AND ".join(f"{_q(g)} <=> {_q(g + 'f')}" for g in groups)
+        keep = f"`__dp_rn` <= {limit} AND {first_group}"
+    else:
+        ranking = "ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS `__dp_rn`"
+        keep = f"`__dp_rn` <= {limit}"
+    # per user, the extremes of each value aggregate's argument (for the histogram of users per bucket: one per user)
+    extremes = "".join(f", MAX({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_hi{i}')}, "
+                       f"MIN({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_lo{i}')}"
+                       for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry)
+    one_per_user = "`__dp_rn` = 1"
     with_parts = [
-        f"`__dp_ranked` AS (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS "
-        f"`__dp_rn` FROM `__dp_rows`)",
-        f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE `__dp_rn` <= {limit})",
+        f"`__dp_ranked` AS (SELECT {columns}, {ranking}{extremes} FROM `__dp_rows`)",
+        f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
     ]
     selects = []
     null = "CAST(NULL AS DOUBLE)"
+    no_groups = "".join(f", NULL AS {_q(g)}" for g in groups)
 
-    def row(i: int, kind: str, k: str, neg: str, n: str, s1: str, s2: str, source: str, extra: str = "") -> str:
+    def row(i: int, kind: str, k: str, neg: str, n: str, s1: str, s2: str, source: str, extra: str = "",
+            grouped: bool = True) -> str:
+        tail = g_list if grouped else no_groups
+        if grouped and groups:
+            extra = f"{extra}, {g_list[2:]}" if extra else f" GROUP BY {g_list[2:]}"
         return (f"SELECT {i} AS `__dp_agg`, '{kind}' AS `__dp_kind`, {k} AS `__dp_k`, {neg} AS `__dp_neg`, "
-                f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2` FROM {source}{extra}")
+                f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`{tail} FROM {source}{extra}")
 
+    if groups:  # users per group, for the thresholded key release (first, so the key columns get their types)
+        selects.append(row(-1, "u", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
     for i, entry in enumerate(aggregations):
         mode, v = entry["mode"], _q(f"__dp_v{i}")
-        if mode == "users":  # sensitivity 1 over all of a user's rows: no need to drop rows
-            selects.append(row(i, "n", "0", "FALSE", "COUNT(DISTINCT `__dp_u`)", null, null, "`__dp_rows`"))
+        if mode == "key" or "cells_of" in entry:
+            continue
+        if mode == "users":  # sensitivity 1 over all of a user's rows (of their one group when grouped)
+            selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
         elif mode == "rows":
             selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, "`__dp_kept`"))
         elif mode == "values":
@@ -179,21 +296,23 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         else:
             a, b = _q(f"__dp_a{i}"), _q(f"__dp_b{i}")
             with_parts.append(
-                f"{a} AS (SELECT `__dp_u`, LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) AS `__dp_x` "
+                f"{a} AS (SELECT `__dp_u`, LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) AS `__dp_x`{g_list} "
                 f"FROM `__dp_kept` WHERE {v} IS NOT NULL)")
             bucket = (f"CASE WHEN ABS(`__dp_x`) < 1 THEN 0 ELSE CAST(SIGN(`__dp_x`) AS INT) * "
                       f"LEAST(CAST(FLOOR(LOG(2, ABS(`__dp_x`))) AS INT) + 1, {BUCKET_LIMIT}) END")
             edge = "POWER(2, ABS(`__dp_k`))"
             with_parts.append(
                 f"{b} AS (SELECT `__dp_u`, `__dp_k`, `__dp_x` < 0 AS `__dp_neg`, "
-                f"LEAST(GREATEST(`__dp_x`, -{edge}), {edge}) AS `__dp_y` "
-                f"FROM (SELECT `__dp_u`, `__dp_x`, {bucket} AS `__dp_k` FROM {a}) AS `__dp_s`)")
+                f"LEAST(GREATEST(`__dp_x`, -{edge}), {edge}) AS `__dp_y`{g_list} "
+                f"FROM (SELECT `__dp_u`, `__dp_x`, {bucket} AS `__dp_k`{g_list} FROM {a}) AS `__dp_s`)")
             selects.append(row(i, "c", "`__dp_k`", "`__dp_neg`", "COUNT(*)", "SUM(`__dp_y`)",
                                "SUM(`__dp_y` * `__dp_y`)", b, " GROUP BY `__dp_k`, `__dp_neg`"))
-            top = "CASE WHEN MAX(`__dp_k`) >= -MIN(`__dp_k`) THEN MAX(`__dp_k`) ELSE MIN(`__dp_k`) END"
+            hi, lo = _q(f"__dp_hi{i}"), _q(f"__dp_lo{i}")
+            top = f"CASE WHEN ABS({hi}) >= ABS({lo}) THEN {hi} ELSE {lo} END"
             selects.append(row(i, "h", "`__dp_k`", "FALSE", "COUNT(*)", null, null,
-                               f"(SELECT {top} AS `__dp_k` FROM {b} GROUP BY `__dp_u`) AS `__dp_h`",
-                               " GROUP BY `__dp_k`"))
+                               f"(SELECT {bucket} AS `__dp_k` FROM (SELECT LEAST(GREATEST({top}, -{_EDGE!r}), "
+                               f"{_EDGE!r}) AS `__dp_x` FROM `__dp_ranked` WHERE {one_per_user} AND {hi} IS NOT "
+                               f"NULL) AS `__dp_t`) AS `__dp_h`", " GROUP BY `__dp_k`", grouped=False))
     text = "WITH `__dp_rows` AS (SELECT 1), " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
     outer = sqlglot.parse_one(text, read=CleanRoomsSpark)
     with_node = outer.args[key]

@@ -72,21 +72,44 @@ class Plan:
     scan_schema: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
     # internal relation name -> column -> Glue type: what the engine registers, and what transpiling needs to know
     dp_aggregations: tuple[Mapping[str, Any], ...] = ()
-    # differential privacy: one entry per output column (output, type, expression, contribution_limit, mode); the
-    # engine then returns dp.RESULT_COLUMNS cells, not `output_columns`, and the runner releases them with noise
+    # differential privacy: one entry per output column (output, type, expression, contribution_limit, mode; group
+    # keys have mode 'key' and their GROUP BY index); the engine then returns dp.RESULT_COLUMNS cells (and the group
+    # keys), not `output_columns`, and the runner releases them with noise
+    dp_release: Mapping[str, Any] = field(default_factory=dict)
+    # how the runner releases the rows: groups (number of GROUP BY keys), expression and contribution_limit of the
+    # key release, order (output index, desc, nulls_first) and limit, both applied to the noisy rows
     deferred_columns: tuple[tuple[str, str, str], ...] = ()
     # with QueryRequest.defer_output_controls: (output column, table, column) for each disallowed output column of
     # a table that reaches an output column
 
     def dp_counts(self) -> dict[str, int]:
-        """Aggregations per DP type: what the query spends from the privacy budget."""
+        """Aggregations per DP type: what the query spends from the privacy budget. A GROUP BY query also pays one
+        COUNT_DISTINCT: the noisy count of users per group that decides which groups are released."""
         counts: dict[str, int] = {}
         for entry in self.dp_aggregations:
-            counts[entry["type"]] = counts.get(entry["type"], 0) + 1
+            if entry["mode"] != "key":
+                counts[entry["type"]] = counts.get(entry["type"], 0) + 1
+        if self.dp_release.get("groups"):
+            counts["COUNT_DISTINCT"] = counts.get("COUNT_DISTINCT", 0) + 1
         return counts
+
+    def dp_parameters(self) -> list[dict]:
+        """ProtectedQuery sensitivityParameters known before the query runs (the runner adds the bounds)."""
+        parameters = [{"aggregationType": e["type"], "aggregationExpression": e["expression"],
+                       "userContributionLimit": e["contribution_limit"]}
+                      for e in self.dp_aggregations if e["mode"] != "key"]
+        if self.dp_release.get("groups"):
+            parameters.append(key_release_parameter(self.dp_release))
+        return parameters
 
     def sql(self, dialect: str) -> str:
         """The final query in `dialect` ('duckdb' or 'spark')."""
         from opencleanrooms.policy import transpile  # local: keeps this module free of sqlglot
 
         return transpile.render(self.tree, dialect, self.scan_schema)
+
+
+def key_release_parameter(release: Mapping[str, Any]) -> dict:
+    """The sensitivityParameters entry of a GROUP BY query's key release (a COUNT_DISTINCT of users per group)."""
+    return {"aggregationType": "COUNT_DISTINCT", "aggregationExpression": release["expression"],
+            "userContributionLimit": release["contribution_limit"]}

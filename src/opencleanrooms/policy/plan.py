@@ -49,7 +49,7 @@ def _plan(request: QueryRequest) -> Plan:
     return Plan(rule_type=found.rule_type, tables=found.names, scan_names=scan_names,
                 output_columns=outputs, tree=tree,
                 scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()},
-                dp_aggregations=dp_aggregations,
+                dp_aggregations=dp_aggregations, dp_release=dict(tree.meta.get("dp_release") or {}),
                 deferred_columns=tuple((display.get(o, o), t, c) for o, t, c in tree.meta.get("deferred_columns", ())))
 
 

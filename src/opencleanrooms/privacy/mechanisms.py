@@ -27,7 +27,7 @@ dp.enable_features("contrib")  # OpenDP's measurements are behind this flag; it 
 _I64 = 2 ** 63 - 1
 BUCKET_LIMIT = 64  # magnitude buckets for bounds: |k| <= 64 covers values up to 2^64
 # Probability that some empty bucket passes the threshold is at most this (utility only: privacy holds regardless).
-BOUNDS_FALSE_POSITIVE = 0.05
+BOUNDS_FALSE_POSITIVE = 0.001  # a spurious bucket ruins the answer (huge bounds, huge noise): keep it rare
 
 
 @dataclass(frozen=True)
@@ -179,3 +179,45 @@ def private_bounds(histogram: Mapping[int, int], users_noise_per_query: int) -> 
     lower = -(2 ** -min(passing)) if passing and min(passing) < 0 else 0
     upper = 2 ** max(passing) if passing and max(passing) > 0 else 1
     return Bounds(lower, upper)
+
+
+# ------------------------------------------------------------------------------------------------ group keys
+
+# delta of one GROUP BY query's key release: the chance that a group's key is released although the result would
+# be the same without one user's data is at most this (docs/differential-privacy.md derives the total).
+GROUP_DELTA = 1e-9
+
+
+@lru_cache(maxsize=128)
+def _key_measurement(users_noise_per_query: int):
+    """OpenDP's thresholded Laplace over a map key -> users (each user in at most one group: l0 = l1 = linf = 1),
+    with scale N and the smallest threshold whose privacy map OpenDP puts at (unit epsilon, GROUP_DELTA) or less."""
+    target = float(costs.unit_epsilon(users_noise_per_query))
+    domain = dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T="i64"))
+    metric = dp.l01inf_distance(dp.absolute_distance(T="i64"))
+    scale = float(users_noise_per_query)
+    threshold = 1 + math.ceil(scale * math.log(1 / (2 * GROUP_DELTA)))
+    for _ in range(10_000):
+        measurement = dp.m.make_laplace_threshold(domain, metric, scale=scale, threshold=threshold)
+        epsilon, delta = measurement.map((1, 1, 1))
+        if epsilon > target:
+            scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
+        elif delta > GROUP_DELTA:
+            threshold += max(1, threshold // 1000)
+        else:
+            return measurement, scale, threshold
+    raise ArithmeticError("no thresholded Laplace meets the unit epsilon and GROUP_DELTA")
+
+
+def group_threshold(users_noise_per_query: int) -> int:
+    """The noisy user count a group needs to be released."""
+    return _key_measurement(users_noise_per_query)[2]
+
+
+def release_groups(users: Mapping[str, int], users_noise_per_query: int) -> dict[str, int]:
+    """The groups whose noisy user count reaches the threshold, with those noisy counts: one release of epsilon
+    1/N and delta GROUP_DELTA when each user is counted in at most one group."""
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in users.values()):
+        raise ValueError("user counts must be non-negative integers")
+    measurement, _, _ = _key_measurement(users_noise_per_query)
+    return dict(measurement(dict(users)))

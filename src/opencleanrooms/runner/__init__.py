@@ -186,7 +186,8 @@ class QueryRunner:
             scans = self._scans(spec)
             table = self._engine.execute(spec["sql"][self._engine.name], scans, self._settings.limits, token)
             if spec.get("dp"):  # exact user-bounded cells in, the noisy answer out (and nothing exact)
-                table, sensitivity = dp.release(table, spec["dp"]["aggregations"], spec["dp"]["usersNoisePerQuery"])
+                table, sensitivity = dp.release(table, spec["dp"]["aggregations"], spec["dp"]["usersNoisePerQuery"],
+                                                spec["dp"].get("release"))
             if spec.get("intermediate"):  # the columns an intermediate table's version has, as populate named them
                 table = _named(table, spec["intermediate"]["columns"])
             locations = [self._write(output, table, row["id"]) for output in spec["outputs"]]

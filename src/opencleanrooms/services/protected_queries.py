@@ -150,10 +150,9 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
         if job.populate is not None:
             spec["intermediate"] = job.populate.planned(plan, rows, extras)
         if plan.dp_aggregations:  # the runner adds the noise; the bounds are added once it has released them
-            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations]}
-            doc["differentialPrivacy"] = {"sensitivityParameters": [
-                {"aggregationType": e["type"], "aggregationExpression": e["expression"],
-                 "userContributionLimit": e["contribution_limit"]} for e in plan.dp_aggregations]}
+            spec["dp"] = {"aggregations": [dict(entry) for entry in plan.dp_aggregations],
+                          "release": dict(plan.dp_release)}
+            doc["differentialPrivacy"] = {"sensitivityParameters": plan.dp_parameters()}
     except policy.QueryRejected as exc:
         error = {"code": exc.code, "message": exc.message, "retry": {"retryable": False}}
         spec = None

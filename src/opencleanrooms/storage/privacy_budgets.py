@@ -142,3 +142,13 @@ def page_budgets(conn: sa.Connection, budget_type: str, after: int | None, limit
     rows, last = _BUDGET_PAGE.fetch(conn, after, limit, collaboration_id=collaboration_id,
                                     membership_id=membership_id, budget_type=budget_type, resource_key=resource_key)
     return [row._mapping for row in rows], last
+
+
+def all_templates(conn: sa.Connection, collaboration_id: str | None = None) -> list:
+    """Every template (joined with its collaboration's ARN and name), by collaboration then age: the operator's
+    view (`opencleanrooms budgets`)."""
+    query = (sa.select(P, C.c.arn.label("collaboration_arn"), C.c.name.label("collaboration_name"))
+             .select_from(P.join(C, C.c.id == P.c.collaboration_id)).order_by(C.c.seq, P.c.seq))
+    if collaboration_id is not None:
+        query = query.where(P.c.collaboration_id == collaboration_id)
+    return [row._mapping for row in conn.execute(query)]
