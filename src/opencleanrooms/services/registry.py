@@ -43,6 +43,7 @@ def load_all() -> dict[str, Handler]:
         configured_tables,
         memberships,
         privacy_budgets,
+        protected_jobs,
         protected_queries,
         schemas,
         table_associations,

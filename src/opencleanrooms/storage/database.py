@@ -92,6 +92,14 @@ def _create_privacy_budget_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _create_protected_job_tables(conn: sa.Connection) -> None:
+    """Protected (PySpark) jobs and who sees them."""
+    from opencleanrooms.storage import protected_jobs
+
+    for table in protected_jobs.TABLES:
+        table.create(conn, checkfirst=True)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -102,6 +110,7 @@ MIGRATIONS = [
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
+    _create_protected_job_tables,  # 7: protected jobs
 ]
 
 
