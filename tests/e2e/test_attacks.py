@@ -705,6 +705,7 @@ def tally(figures):
 _ASSOCIATION_TEST = "tests/e2e/test_table_associations.py::test_other_accounts_reach_no_association"
 _SCHEMA_TEST = "tests/e2e/test_schemas.py::test_only_invited_and_active_members_read_schemas"
 _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reach_no_template"
+_JOB_TEST = "tests/e2e/test_protected_jobs.py::test_other_accounts_reach_no_job"  # jobs need S3 and a PySpark template
 _PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
 ATTACKED_ELSEWHERE = {
     **dict.fromkeys([
@@ -724,6 +725,7 @@ ATTACKED_ELSEWHERE = {
         "DeletePrivacyBudgetTemplate", "ListPrivacyBudgetTemplates", "ListPrivacyBudgets", "PreviewPrivacyImpact",
         "GetCollaborationPrivacyBudgetTemplate", "ListCollaborationPrivacyBudgetTemplates",
         "ListCollaborationPrivacyBudgets"], _PRIVACY_BUDGET_TEST),
+    **dict.fromkeys(["StartProtectedJob", "GetProtectedJob", "UpdateProtectedJob", "ListProtectedJobs"], _JOB_TEST),
 }
 
 

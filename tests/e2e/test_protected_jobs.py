@@ -310,55 +310,106 @@ def test_a_template_the_tables_do_not_allow_is_refused(jobs_server, tmp_path):
     assert wait_for(world.alice.client, world.mid(world.alice), accepted["id"])["status"] == "CANCELLED"
 
 
-def test_start_checks_who_runs_what_and_where_results_go(jobs_server, tmp_path):
-    server, s3, settings, config = jobs_server
-    # a server of its own that runs no jobs: what is started stays SUBMITTED
-    idle = ServerProcess(tmp_path / "idle", "--config", str(config), "--job-workers", "0")
-    idle.start()
-    try:
-        world, template = build_world(idle, s3, settings, tmp_path)
-        alice, mid = world.alice, world.mid(world.alice)
-        raises("AccessDeniedException", world.bob.client.start_protected_job, type="PYSPARK",
-               membershipIdentifier=world.mid(world.bob), jobParameters={"analysisTemplateArn": template["arn"]})
-        raises("ResourceNotFoundException", alice.client.start_protected_job, type="PYSPARK",
-               membershipIdentifier=str(uuid.uuid4()), jobParameters={"analysisTemplateArn": template["arn"]})
-        other = template["arn"].rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
-        assert "not an analysis template" in raises("ValidationException", start, world, {"arn": other})[
-            "Error"]["Message"]
-        for parameters in ({"nope": "1"}, {"min_clicks": "three"}, {"min_clicks": "1 OR 1=1"}):
-            raises("ValidationException", start, world, template, job={"parameters": parameters})
-        # results go to the template's author, who must be able to receive them
-        to_bob = {"outputConfiguration": {"member": {"accountId": world.bob.id}}}
-        assert world.bob.id in raises("ValidationException", start, world, template, resultConfiguration=to_bob)[
-            "Error"]["Message"]
+@pytest.fixture(scope="module")
+def idle_server(jobs_server, tmp_path_factory):
+    """A server of its own on the same S3 that runs no jobs: what is started stays SUBMITTED."""
+    _, _, _, config = jobs_server
+    idle = ServerProcess(tmp_path_factory.mktemp("idle"), "--config", str(config), "--job-workers", "0").start()
+    yield idle
+    idle.stop()
 
-        first = start(world, template, resultConfiguration={"outputConfiguration": {"member": {"accountId": alice.id}}})
-        assert first["status"] == "SUBMITTED"
-        assert first["resultConfiguration"] == {"outputConfiguration": {"member": {"accountId": alice.id}}}
-        response = raises("ServiceQuotaExceededException", start, world, template)  # one job at a time
-        assert response["quotaName"] == "Concurrent protected jobs per membership" and response["quotaValue"] == 1
-        cancelled = alice.client.update_protected_job(membershipIdentifier=mid, protectedJobIdentifier=first["id"],
-                                                      targetStatus="CANCELLED")["protectedJob"]
-        assert cancelled["status"] == "CANCELLED"  # never started: cancelled at once
-        raises("ConflictException", alice.client.update_protected_job, membershipIdentifier=mid,
-               protectedJobIdentifier=first["id"], targetStatus="CANCELLED")
-        second = start(world, template)  # room again
-        assert [j["id"] for j in alice.client.list_protected_jobs(membershipIdentifier=mid,
-                                                                  status="CANCELLED")["protectedJobs"]] == [first["id"]]
-        assert [j["id"] for j in all_pages(alice.client, "list_protected_jobs", "protectedJobs",
-                                           membershipIdentifier=mid)] == [second["id"], first["id"]]
-        raises("ResourceNotFoundException", world.bob.client.update_protected_job,
-               membershipIdentifier=world.mid(world.bob), protectedJobIdentifier=second["id"],
-               targetStatus="CANCELLED")
-        # a SQL template is not a job
-        sql = alice.client.create_analysis_template(
-            membershipIdentifier=mid, name="sql", format="SQL", source={"text": "SELECT COUNT(*) FROM customers"}
-        )["analysisTemplate"]
-        alice.client.update_protected_job(membershipIdentifier=mid, protectedJobIdentifier=second["id"],
-                                          targetStatus="CANCELLED")
-        assert "StartProtectedQuery" in raises("ValidationException", start, world, sql)["Error"]["Message"]
-    finally:
-        idle.stop()
+
+def test_start_checks_who_runs_what_and_where_results_go(jobs_server, idle_server, tmp_path):
+    _, s3, settings, _ = jobs_server
+    world, template = build_world(idle_server, s3, settings, tmp_path)
+    alice, mid = world.alice, world.mid(world.alice)
+    raises("AccessDeniedException", world.bob.client.start_protected_job, type="PYSPARK",
+           membershipIdentifier=world.mid(world.bob), jobParameters={"analysisTemplateArn": template["arn"]})
+    raises("ResourceNotFoundException", alice.client.start_protected_job, type="PYSPARK",
+           membershipIdentifier=str(uuid.uuid4()), jobParameters={"analysisTemplateArn": template["arn"]})
+    other = template["arn"].rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
+    assert "not an analysis template" in raises("ValidationException", start, world, {"arn": other})[
+        "Error"]["Message"]
+    for parameters in ({"nope": "1"}, {"min_clicks": "three"}, {"min_clicks": "1 OR 1=1"}):
+        raises("ValidationException", start, world, template, job={"parameters": parameters})
+    # results go to the template's author, who must be able to receive them
+    to_bob = {"outputConfiguration": {"member": {"accountId": world.bob.id}}}
+    assert world.bob.id in raises("ValidationException", start, world, template, resultConfiguration=to_bob)[
+        "Error"]["Message"]
+
+    first = start(world, template, resultConfiguration={"outputConfiguration": {"member": {"accountId": alice.id}}})
+    assert first["status"] == "SUBMITTED"
+    assert first["resultConfiguration"] == {"outputConfiguration": {"member": {"accountId": alice.id}}}
+    response = raises("ServiceQuotaExceededException", start, world, template)  # one job at a time
+    assert response["quotaName"] == "Concurrent protected jobs per membership" and response["quotaValue"] == 1
+    cancelled = alice.client.update_protected_job(membershipIdentifier=mid, protectedJobIdentifier=first["id"],
+                                                  targetStatus="CANCELLED")["protectedJob"]
+    assert cancelled["status"] == "CANCELLED"  # never started: cancelled at once
+    raises("ConflictException", alice.client.update_protected_job, membershipIdentifier=mid,
+           protectedJobIdentifier=first["id"], targetStatus="CANCELLED")
+    second = start(world, template)  # room again
+    assert [j["id"] for j in alice.client.list_protected_jobs(membershipIdentifier=mid,
+                                                              status="CANCELLED")["protectedJobs"]] == [first["id"]]
+    assert [j["id"] for j in all_pages(alice.client, "list_protected_jobs", "protectedJobs",
+                                       membershipIdentifier=mid)] == [second["id"], first["id"]]
+    raises("ResourceNotFoundException", world.bob.client.update_protected_job,
+           membershipIdentifier=world.mid(world.bob), protectedJobIdentifier=second["id"],
+           targetStatus="CANCELLED")
+    # a SQL template is not a job
+    sql = alice.client.create_analysis_template(
+        membershipIdentifier=mid, name="sql", format="SQL", source={"text": "SELECT COUNT(*) FROM customers"}
+    )["analysisTemplate"]
+    alice.client.update_protected_job(membershipIdentifier=mid, protectedJobIdentifier=second["id"],
+                                      targetStatus="CANCELLED")
+    assert "StartProtectedQuery" in raises("ValidationException", start, world, sql)["Error"]["Message"]
+
+
+def _job_calls(client, mid, job_id, template_arn):
+    ids = {"membershipIdentifier": mid, "protectedJobIdentifier": job_id}
+    return [
+        ("StartProtectedJob", client.start_protected_job,
+         {"membershipIdentifier": mid, "type": "PYSPARK", "jobParameters": {"analysisTemplateArn": template_arn}}),
+        ("GetProtectedJob", client.get_protected_job, ids),
+        ("UpdateProtectedJob", client.update_protected_job, {**ids, "targetStatus": "CANCELLED"}),
+        ("ListProtectedJobs", client.list_protected_jobs, {"membershipIdentifier": mid}),
+    ]
+
+
+def test_other_accounts_reach_no_job(jobs_server, idle_server, tmp_path):
+    """A co-member and a stranger, on Alice's membership as on an unknown one, and with Alice's job id under
+    their own membership: every job call answers as if nothing were there, and nothing of Alice's changes."""
+    _, s3, settings, _ = jobs_server
+    world, template = build_world(idle_server, s3, settings, tmp_path)
+    alice, mid = world.alice, world.mid(world.alice)
+    job = start(world, template)
+    stranger = Party(idle_server)
+    unknown_mid = str(uuid.uuid4())
+
+    def alice_view():
+        return (alice.client.get_protected_job(membershipIdentifier=mid, protectedJobIdentifier=job["id"])[
+                    "protectedJob"],
+                all_pages(alice.client, "list_protected_jobs", "protectedJobs", membershipIdentifier=mid))
+
+    before = alice_view()
+    for role, (p, own_mid) in {"member": (world.bob, world.mid(world.bob)), "stranger": (stranger, None)}.items():
+        for (name, call, params), (_, unknown_call, unknown_params) in zip(
+                _job_calls(p.client, mid, job["id"], template["arn"]),
+                _job_calls(p.client, unknown_mid, job["id"], template["arn"])):
+            foreign = raises("ResourceNotFoundException", call, **params)
+            unknown = raises("ResourceNotFoundException", unknown_call, **unknown_params)
+            assert (foreign["resourceType"], foreign["resourceId"]) == ("MEMBERSHIP", mid), (role, name)
+            assert foreign["Error"]["Message"].replace(mid, "X") == \
+                unknown["Error"]["Message"].replace(unknown_mid, "X"), (role, name)
+        if own_mid:  # Alice's job under Bob's own membership does not exist; he cannot start jobs at all
+            for name, call, params in _job_calls(p.client, own_mid, job["id"], template["arn"])[1:3]:
+                response = raises("ResourceNotFoundException", call, **params)
+                assert response["resourceId"] == job["id"], (role, name)
+            assert p.client.list_protected_jobs(membershipIdentifier=own_mid)["protectedJobs"] == []
+            _, start_call, start_params = _job_calls(p.client, own_mid, job["id"], template["arn"])[0]
+            raises("AccessDeniedException", start_call, **start_params)  # bob has no CAN_RUN_JOB
+    assert alice_view() == before
+    alice.client.update_protected_job(membershipIdentifier=mid, protectedJobIdentifier=job["id"],
+                                      targetStatus="CANCELLED")
 
 
 @needs_spark

@@ -266,6 +266,8 @@ class QueryRunner:
     def _finish(self, kind: _Kind, row, status: str, *, error: dict | None = None, result: dict | None = None,
                 deliveries: list | None = None, differential_privacy: dict | None = None) -> None:
         now = time.time()
+        if status == "CANCELLED" and self._stop.is_set():  # stopped under it, not cancelled by its member
+            status, error = "FAILED", kind.interrupted
         if error is not None:  # each kind's error shape (a job's error has no retry hint)
             error = {key: value for key, value in error.items() if key in kind.error_keys}
         doc = _finished(row, now, error=error, result=result)
