@@ -28,6 +28,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 
 from opencleanrooms import catalog, objstore, results
 from opencleanrooms.engines import CancelToken, EngineError, Limits, QueryCancelled, TableScan
@@ -75,11 +76,17 @@ class JobExecutor:
             for path in dirs.values():
                 os.makedirs(path)
             os.chmod(work, 0o700)
+            marks = [time.monotonic()]
             entry, python_path = self._fetch_artifacts(spec["artifacts"], dirs["artifacts"])
             tables = self._materialize(spec["tables"], dirs["tables"], token)
+            marks.append(time.monotonic())
             self._run_sandboxed(row, spec, dirs, entry, python_path, tables, token)
+            marks.append(time.monotonic())
             outputs = _outputs(dirs["output"])
             locations = [self._deliver(output, outputs, row["id"]) for output in spec["outputs"]]
+            marks.append(time.monotonic())
+            log.info("job %s: artifacts and tables %.1f s, sandbox %.1f s, delivery %.1f s", row["id"],
+                     *(b - a for a, b in zip(marks, marks[1:])))
         except JobFailed as exc:
             return "FAILED", {"error": {"code": exc.code, "message": exc.message}}
         except (QueryCancelled, sandboxes.SandboxCancelled):
