@@ -58,10 +58,6 @@ class RunnerSettings:
     jobs: JobSettings = JobSettings(workers=0)
     scratch_dir: str | None = None  # where jobs' scratch directories go (default: the system's temporary dir)
 
-    @property
-    def runs_anything(self) -> bool:
-        return self.workers > 0 or self.jobs.workers > 0
-
 
 @dataclass
 class _Kind:
@@ -73,7 +69,6 @@ class _Kind:
     execute: object  # (row, CancelToken) -> (status, extras for finish)
     interrupted: dict
     error_keys: tuple[str, ...]
-    final_statuses: tuple[str, ...]
     pool: ThreadPoolExecutor | None = None
 
 
@@ -85,13 +80,13 @@ class QueryRunner:
         self._kinds: dict[str, _Kind] = {}
         if settings.workers > 0:
             self._kinds["query"] = _Kind("query", store, settings.workers, self._execute, INTERRUPTED,
-                                         ("code", "message", "retry"), store.FINAL_STATUSES)
+                                         ("code", "message", "retry"))
         if settings.jobs.workers > 0:
             from opencleanrooms.runner.jobs import JobExecutor
 
             jobs = JobExecutor(db, s3, settings, self._engine)
             self._kinds["job"] = _Kind("job", job_store, settings.jobs.workers, jobs.execute, JOB_INTERRUPTED,
-                                       ("code", "message"), job_store.FINAL_STATUSES)
+                                       ("code", "message"))
         for kind in self._kinds.values():
             kind.pool = ThreadPoolExecutor(max_workers=kind.workers, thread_name_prefix=kind.name)
         self._running: dict[tuple[str, str], CancelToken] = {}
