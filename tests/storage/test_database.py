@@ -30,7 +30,7 @@ postgresql_only = pytest.mark.skipif(not backend.is_postgresql(), reason="Postgr
 
 def test_migrate_is_idempotent(tmp_path):
     db = Database(database_url(tmp_path))
-    assert db.migrate() == db.migrate() == len(MIGRATIONS) == 6  # the newest: privacy budgets
+    assert db.migrate() == db.migrate() == len(MIGRATIONS) == 7  # the newest: protected jobs
     with db.read() as conn:
         versions = conn.execute(sa.select(schema.schema_version.c.version)).scalars().all()
     assert versions == list(range(1, len(MIGRATIONS) + 1))
