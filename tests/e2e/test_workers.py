@@ -105,3 +105,31 @@ def test_two_workers_run_each_query_and_job_exactly_once(jobs_server, tmp_path):
         codes = [w.stop() for w in workers]
         api.stop()
     assert codes == [0, 0]
+
+
+@jobs.needs_spark
+def test_a_worker_stopped_under_a_job_records_it_interrupted(jobs_server, tmp_path):
+    """SIGTERM to a worker kills the sandbox of the job it runs and ends the job FAILED with TRANSIENT_ERROR (start
+    it again), not CANCELLED: its member did not cancel it."""
+    _, s3, settings, config = jobs_server
+    api = ServerProcess(tmp_path / "api", "--config", str(config), "--query-workers", "0", "--job-workers", "0").start()
+    worker = None
+    try:
+        sleeper = b"import time\ndef entrypoint(context):\n    time.sleep(600)\n"
+        world, template = jobs.build_world(api, s3, settings, tmp_path, script=sleeper)
+        mid = world.mid(world.alice)
+        job = jobs.start(world, template)
+        worker = Worker(api, config, 0)
+        worker.name()
+        assert jobs.wait_for(world.alice.client, mid, job["id"], {"STARTED"} | jobs.FINAL, timeout=60)[
+            "status"] == "STARTED"
+        time.sleep(2)  # into the sandbox
+        assert worker.stop() == 0
+        worker = None
+        done = jobs.wait_for(world.alice.client, mid, job["id"], timeout=10)
+        assert done["status"] == "FAILED" and done["error"]["code"] == "TRANSIENT_ERROR", done
+        assert set(done["error"]) == {"code", "message"}  # ProtectedJobError has no retry hint
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
