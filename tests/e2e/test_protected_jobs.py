@@ -52,6 +52,8 @@ needs_spark = pytest.mark.skipif(jobs_runnable() is not None, reason=f"cannot ru
 SCRIPT = b'''
 import os, socket
 
+import helpers  # the template's additional artifact
+
 def attempt(action):
     try:
         action()
@@ -63,7 +65,7 @@ def entrypoint(context):
     spark = context["sparkSession"]
     customers = context["referencedTables"]["customers"]
     impressions = context["referencedTables"]["impressions"]
-    minimum = int(context["analysisParameters"]["min_clicks"])
+    minimum = helpers.as_int(context["analysisParameters"]["min_clicks"])
     joined = customers.join(impressions.where(impressions.clicks >= minimum), "user_id")
     overlap = joined.groupBy("segment").agg({"user_id": "count", "clicks": "sum"}) \\
         .withColumnRenamed("count(user_id)", "rows").withColumnRenamed("sum(clicks)", "clicks")
@@ -76,6 +78,9 @@ def entrypoint(context):
     ]
     return {"results": {"overlap": overlap, "probes": spark.createDataFrame(probes, ["probe", "outcome"])}}
 '''
+
+
+HELPERS = b"def as_int(text):\n    return int(text)\n"
 
 
 @dataclass
@@ -165,10 +170,13 @@ def build_world(server, s3, s3_settings, tmp_path, *, approve=True, script=SCRIP
     artifacts_bucket = f"artifacts-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=artifacts_bucket)
     s3.put_object(Bucket=artifacts_bucket, Key="overlap/user_script.py", Body=paths_line + script)
+    s3.put_object(Bucket=artifacts_bucket, Key="overlap/helpers.py", Body=HELPERS)
     extra = {"errorMessageConfiguration": {"type": "DETAILED"}} if detailed else {}
     template = alice.client.create_analysis_template(
         membershipIdentifier=world.mid(alice), name="overlap", format="PYSPARK_1_0",
         source={"artifacts": {"entryPoint": {"location": {"bucket": artifacts_bucket, "key": "overlap/user_script.py"}},
+                              "additionalArtifacts": [{"location": {"bucket": artifacts_bucket,
+                                                                   "key": "overlap/helpers.py"}}],
                               "roleArn": ROLE}},
         schema={"referencedTables": ["customers", "impressions"]},
         analysisParameters=[{"name": "min_clicks", "type": "INTEGER", "defaultValue": "1"}], **extra,

@@ -123,8 +123,9 @@ class JobExecutor:
             if index == 0:
                 name = "user_script.py"
             else:
-                base = os.path.basename(artifact["key"]) or f"artifact-{index}"
-                name = f"{index}-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in base)
+                base = "".join(c if c.isalnum() or c in "._-" else "_" for c in os.path.basename(artifact["key"]))
+                importable = base.endswith(".py") and base[:-3].isidentifier() and base != "user_script.py"
+                name = base if importable else f"{index}-{base or 'artifact'}"  # a module keeps its name
             with open(os.path.join(directory, name), "wb") as handle:
                 handle.write(data)
             if index == 0:
