@@ -203,7 +203,8 @@ def start(world: World, template: dict, **extra) -> dict:
 def wait_for(client, membership_id: str, job_id: str, statuses=FINAL, timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get_protected_job(membershipIdentifier=membership_id, protectedJobIdentifier=job_id)["protectedJob"]
+        job = client.get_protected_job(membershipIdentifier=membership_id,
+                                       protectedJobIdentifier=job_id)["protectedJob"]
         if job["status"] in statuses or time.monotonic() > deadline:
             return job
         time.sleep(0.2)
@@ -274,14 +275,15 @@ def test_code_that_fails_ends_the_job_failed_with_its_error_only_when_detailed(j
     assert "result" not in done and job_objects(world, done["id"]) == []
 
 
-# ------------------------------------------------------------------------------------------------ refused before running
+# ---------------------------------------------------------------------------------------------- refused before running
 
 
 def test_a_tampered_artifact_is_refused_before_any_code_runs(jobs_server, tmp_path):
     server, s3, settings, _ = jobs_server
     world, template = build_world(server, s3, settings, tmp_path)
     location = template["source"]["artifacts"]["entryPoint"]["location"]
-    tampered = b"def entrypoint(context):\n    return {'results': {'all': context['referencedTables']['impressions']}}\n"
+    tampered = (b"def entrypoint(context):\n"
+                b"    return {'results': {'all': context['referencedTables']['impressions']}}\n")
     s3.put_object(Bucket=location["bucket"], Key=location["key"], Body=tampered)
     done = wait_for(world.alice.client, world.mid(world.alice), start(world, template)["id"], timeout=60)
     assert done["status"] == "FAILED", done

@@ -80,7 +80,8 @@ def start_protected_job(ctx: RequestContext, params: dict) -> dict:
     viewers = [memberships[a]["id"] for a in [ctx.account_id, *receivers] if a in memberships]
     with ctx.db.write(locks=[locks.membership(membership_id)]) as conn:  # one running job per membership
         if status == "SUBMITTED":
-            ctx.quotas.check("concurrent_jobs_per_membership", store.count_active(conn, membership_id=membership_id) + 1)
+            running = store.count_active(conn, membership_id=membership_id)
+            ctx.quotas.check("concurrent_jobs_per_membership", running + 1)
         store.insert(conn, row, viewers)
     if status == "SUBMITTED" and ctx.wake_runner is not None:
         ctx.wake_runner()
