@@ -18,7 +18,7 @@ from opencleanrooms.engines import Limits
 from opencleanrooms.pipeline import Pipeline
 from opencleanrooms.policy import warm_up
 from opencleanrooms.protocol.model import load_service_model
-from opencleanrooms.runner import QueryRunner, RunnerSettings
+from opencleanrooms.runner import JobSettings, QueryRunner, RunnerSettings
 from opencleanrooms.services import registry, summaries
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import PageTokens
@@ -131,7 +131,10 @@ def runner_settings(settings: Settings) -> RunnerSettings:
     return RunnerSettings(
         engine=settings.engine, workers=settings.query_workers, results_dir=settings.resolved_results_dir,
         limits=Limits(timeout_seconds=settings.query_timeout_seconds, memory_limit_mb=settings.query_memory_mb),
-        lease_seconds=settings.query_lease_seconds)
+        lease_seconds=settings.query_lease_seconds,
+        jobs=JobSettings(workers=settings.job_workers, timeout_seconds=settings.job_timeout_seconds,
+                         memory_mb=settings.job_memory_mb),
+        scratch_dir=settings.resolved_job_scratch_dir)
 
 
 @functools.cache

@@ -63,14 +63,15 @@ def _parser() -> argparse.ArgumentParser:
                        "WHEN is calls:1,2 | every:N | rate:P")
     serve.add_argument("--fault-seed", type=int, help="seed for rate-based faults (default 0)")
     serve.add_argument("--log-level", choices=LOG_LEVELS)
-    serve.add_argument("--query-workers", type=int, help="protected queries run at once per server process "
-                       "(default 2)")
-    serve.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
-                       help="a protected query running longer ends TIMED_OUT (default 1800)")
-    serve.add_argument("--query-memory-mb", type=int, help="working memory of one protected query (default 2048)")
-    serve.add_argument("--results-dir", help="where results go when there is no S3 endpoint "
-                       "(default: DATA_DIR/results)")
+    _runner_flags(serve, "per server process; 0 leaves them to `opencleanrooms worker` processes")
     serve.set_defaults(func=_serve)
+
+    worker = commands.add_parser("worker", help="run queued protected queries and jobs from the shared database "
+                                 "(no HTTP)")
+    _storage_flags(worker)
+    _runner_flags(worker, "in this worker")
+    worker.add_argument("--log-level", choices=LOG_LEVELS)
+    worker.set_defaults(func=_worker)
 
     creds = commands.add_parser("credentials", help="manage access keys")
     creds_commands = creds.add_subparsers(metavar="ACTION")
@@ -107,6 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _runner_flags(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("--query-workers", type=int, help=f"protected queries run at once {where} (default 2)")
+    parser.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
+                        help="a protected query running longer ends TIMED_OUT (default 1800)")
+    parser.add_argument("--query-memory-mb", type=int, help="working memory of one protected query (default 2048)")
+    parser.add_argument("--job-workers", type=int, help=f"protected (PySpark) jobs run at once {where} (default 1)")
+    parser.add_argument("--job-timeout", type=float, dest="job_timeout_seconds", metavar="SECONDS",
+                        help="a protected job running longer is stopped and ends FAILED (default 1800)")
+    parser.add_argument("--job-memory-mb", type=int, help="Spark driver memory of one protected job (default 1024)")
+    parser.add_argument("--results-dir", help="where results go when there is no S3 endpoint "
+                        "(default: DATA_DIR/results)")
+
+
 def _storage_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML file of settings (flags override it)")
     parser.add_argument("--data-dir", help="directory for the embedded SQLite database")
@@ -118,7 +132,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
                  "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed", "query_workers",
-                 "query_timeout_seconds", "query_memory_mb", "results_dir"):
+                 "query_timeout_seconds", "query_memory_mb", "results_dir", "job_workers", "job_timeout_seconds",
+                 "job_memory_mb"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -180,6 +195,39 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.workers == 1 and not server.started:
         print("opencleanrooms: the server did not start (see the log above)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Run queued queries and jobs until SIGTERM or Ctrl-C; what runs is recorded interrupted (retryable)."""
+    import logging
+    import signal
+    import threading
+
+    from opencleanrooms.app import open_database, runner_settings
+    from opencleanrooms.catalog import S3Settings
+    from opencleanrooms.runner import QueryRunner
+
+    settings = _settings(args)
+    if settings.query_workers == 0 and settings.job_workers == 0:
+        raise ValueError("a worker with --query-workers 0 and --job-workers 0 would run nothing")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db = open_database(settings)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    runner = QueryRunner(db, S3Settings.from_server_settings(settings), runner_settings(settings))
+    try:
+        runner.start()
+        print(f"OpenCleanRooms worker {runner.name}: {settings.query_workers} protected queries and "
+              f"{settings.job_workers} protected jobs at once, from {_safe_url(settings.resolved_database_url)}",
+              flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        runner.stop()
+        db.dispose()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -55,10 +55,20 @@ class Settings:
     query_memory_mb: int = 2048
     query_lease_seconds: float = 30.0
     results_dir: str | None = None
+    # Protected (PySpark) jobs: how many run at once in each server or worker process (0: none here), each one's
+    # time limit and Spark driver memory, and where their scratch directories go (default: <data_dir>/jobs).
+    job_workers: int = 1
+    job_timeout_seconds: float = 1800.0
+    job_memory_mb: int = 1024
+    job_scratch_dir: str | None = None
 
     @property
     def resolved_results_dir(self) -> str:
         return self.results_dir or os.path.join(self.data_dir, "results")
+
+    @property
+    def resolved_job_scratch_dir(self) -> str:
+        return self.job_scratch_dir or os.path.join(self.data_dir, "jobs")
 
     @property
     def resolved_database_url(self) -> str:
@@ -142,6 +152,15 @@ class Settings:
                "integer", self.query_memory_mb)
         _check(self.results_dir is None or (isinstance(self.results_dir, str) and self.results_dir),
                "results_dir must be a path", self.results_dir)
+        _check(_is_int(self.job_workers) and self.job_workers >= 0, "job_workers must be a non-negative integer",
+               self.job_workers)
+        _check(isinstance(self.job_timeout_seconds, (int, float)) and not isinstance(self.job_timeout_seconds, bool)
+               and self.job_timeout_seconds > 0, "job_timeout_seconds must be a positive number",
+               self.job_timeout_seconds)
+        _check(_is_int(self.job_memory_mb) and self.job_memory_mb >= 256, "job_memory_mb must be an integer of at "
+               "least 256", self.job_memory_mb)
+        _check(self.job_scratch_dir is None or (isinstance(self.job_scratch_dir, str) and self.job_scratch_dir),
+               "job_scratch_dir must be a path", self.job_scratch_dir)
         return self
 
 

@@ -880,6 +880,7 @@ def tally(figures):
 _ASSOCIATION_TEST = "tests/e2e/test_table_associations.py::test_other_accounts_reach_no_association"
 _SCHEMA_TEST = "tests/e2e/test_schemas.py::test_only_invited_and_active_members_read_schemas"
 _TEMPLATE_TEST = "tests/e2e/test_analysis_templates.py::test_other_accounts_reach_no_template"
+_JOB_TEST = "tests/e2e/test_protected_jobs.py::test_other_accounts_reach_no_job"  # jobs need S3 and a PySpark template
 _PRIVACY_BUDGET_TEST = "tests/e2e/test_privacy_budgets.py::test_other_accounts_reach_no_privacy_budget"
 _AUDIENCE_MODEL_TEST = "tests/e2e/test_audience_model_associations.py::test_other_accounts_reach_no_association"
 _LOG_EXPORT_TEST = "tests/e2e/test_analysis_log_exports.py::test_other_accounts_reach_no_export"
@@ -908,10 +909,12 @@ ATTACKED_ELSEWHERE = {
         "ListConfiguredAudienceModelAssociations", "GetCollaborationConfiguredAudienceModelAssociation",
         "ListCollaborationConfiguredAudienceModelAssociations"], _AUDIENCE_MODEL_TEST),
     **dict.fromkeys(["StartAnalysisLogExport", "GetAnalysisLogExport", "ListAnalysisLogExports"], _LOG_EXPORT_TEST),
+    **dict.fromkeys([
         "CreateIntermediateTable", "GetIntermediateTable", "UpdateIntermediateTable", "DeleteIntermediateTable",
         "ListIntermediateTables", "ListIntermediateTableVersions", "PopulateIntermediateTable",
         "DisallowIntermediateTable", "CreateIntermediateTableAnalysisRule", "GetIntermediateTableAnalysisRule",
         "UpdateIntermediateTableAnalysisRule", "DeleteIntermediateTableAnalysisRule"], _INTERMEDIATE_TABLE_TEST),
+    **dict.fromkeys(["StartProtectedJob", "GetProtectedJob", "UpdateProtectedJob", "ListProtectedJobs"], _JOB_TEST),
 }
 
 

@@ -1,11 +1,13 @@
-"""The query runner: claims SUBMITTED protected queries from the shared database and runs them off the request path.
+"""The runner: claims SUBMITTED protected queries and jobs from the shared database and runs them off the request path.
 
-Every server process (and, later, every `opencleanrooms worker`) runs one. A dispatcher thread claims the oldest
-SUBMITTED queries with a conditional update (SUBMITTED -> STARTED, so exactly one runner wins each query, whatever
-the number of processes) as long as a slot of its bounded pool is free, and a heartbeat renews the leases of the
-queries it runs and notices cancellations asked for through any process. A query whose runner died (its lease ran
-out) is closed by whichever runner notices: FAILED with a retryable TRANSIENT_ERROR (or CANCELLED, if its
-cancellation had been asked for); it is never run twice. This package imports nothing of the services or HTTP.
+Every server process runs one (unless started with no query and no job workers), and so does every `opencleanrooms
+worker`. A dispatcher thread claims the oldest SUBMITTED queries and jobs with a conditional update (SUBMITTED ->
+STARTED, so exactly one runner wins each, whatever the number of processes) as long as a slot of that kind's bounded
+pool is free, and a heartbeat renews the leases of what it runs and notices cancellations asked for through any
+process. Work whose runner died (its lease ran out) is closed by whichever runner notices: FAILED with TRANSIENT_ERROR
+(or CANCELLED, if its cancellation had been asked for); it is never run twice. Queries and jobs differ only in their
+store (storage/protected_queries.py, storage/protected_jobs.py, same function names), how one runs (here for queries,
+runner/jobs.py for jobs) and their error shape. This package imports nothing of the services or HTTP.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from opencleanrooms.engines import CancelToken, EngineError, Limits, QueryCancel
 from opencleanrooms.catalog.glue_types import arrow_glue_type
 from opencleanrooms.runner import dp
 from opencleanrooms.storage import intermediate_tables as intermediate_store
+from opencleanrooms.storage import protected_jobs as job_store
 from opencleanrooms.storage import protected_queries as store
 from opencleanrooms.storage.database import Database
 
@@ -33,6 +36,19 @@ log = logging.getLogger("opencleanrooms.runner")
 PURGE_SECONDS = 5.0  # how often a runner looks for expired intermediate table versions to delete
 INTERRUPTED = {"code": "TRANSIENT_ERROR", "retry": {"retryable": True},
                "message": "The query was interrupted because the server running it stopped; start it again."}
+JOB_INTERRUPTED = {"code": "TRANSIENT_ERROR",
+                   "message": "The job was interrupted because the worker running it stopped; start it again."}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How protected jobs run (runner/jobs.py): at most `workers` at once per runner, each in a sandbox with a time
+    limit and the Spark driver's memory."""
+
+    workers: int = 1
+    timeout_seconds: float = 1800.0
+    memory_mb: int = 1024
+    sandbox: str = "bwrap"  # the sandbox command; jobs fail when it is missing, they never run unconfined
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,21 @@ class RunnerSettings:
     results_dir: str = "results"  # where results go when the server has no S3 endpoint
     poll_seconds: float = 0.5
     lease_seconds: float = 30.0
+    jobs: JobSettings = JobSettings(workers=0)
+    scratch_dir: str | None = None  # where jobs' scratch directories go (default: the system's temporary dir)
+
+
+@dataclass
+class _Kind:
+    """One kind of work: its store, its pool and what one run does."""
+
+    name: str
+    store: object
+    workers: int
+    execute: object  # (row, CancelToken) -> (status, extras for finish)
+    interrupted: dict
+    error_keys: tuple[str, ...]
+    pool: ThreadPoolExecutor | None = None
 
 
 class QueryRunner:
@@ -50,8 +81,19 @@ class QueryRunner:
         self._db, self._s3, self._settings = db, s3, settings
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._engine = open_engine(settings.engine)
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="query")
-        self._running: dict[str, CancelToken] = {}
+        self._kinds: dict[str, _Kind] = {}
+        if settings.workers > 0:
+            self._kinds["query"] = _Kind("query", store, settings.workers, self._execute, INTERRUPTED,
+                                         ("code", "message", "retry"))
+        if settings.jobs.workers > 0:
+            from opencleanrooms.runner.jobs import JobExecutor
+
+            jobs = JobExecutor(db, s3, settings, self._engine)
+            self._kinds["job"] = _Kind("job", job_store, settings.jobs.workers, jobs.execute, JOB_INTERRUPTED,
+                                       ("code", "message"))
+        for kind in self._kinds.values():
+            kind.pool = ThreadPoolExecutor(max_workers=kind.workers, thread_name_prefix=kind.name)
+        self._running: dict[tuple[str, str], CancelToken] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -61,6 +103,8 @@ class QueryRunner:
     # -------------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> QueryRunner:
+        if not self._kinds:  # an API server that leaves queries and jobs to `opencleanrooms worker` processes
+            return self
         for target in (self._dispatch_loop, self._heartbeat_loop):
             thread = threading.Thread(target=target, name=f"runner-{target.__name__}", daemon=True)
             thread.start()
@@ -78,7 +122,8 @@ class QueryRunner:
             running = dict(self._running)
         for token in running.values():
             token.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for kind in self._kinds.values():
+            kind.pool.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
             thread.join(timeout=5)
         self._engine.close()
@@ -87,12 +132,17 @@ class QueryRunner:
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._close_abandoned()
-                self._claim()
-                self._purge_expired()
-            except Exception:  # the database may be briefly unavailable; try again on the next tick
-                log.exception("query runner %s: dispatch failed", self.name)
+            for kind in self._kinds.values():
+                try:
+                    self._close_abandoned(kind)
+                    self._claim(kind)
+                except Exception:  # the database may be briefly unavailable; try again on the next tick
+                    log.exception("runner %s: dispatch of %ss failed", self.name, kind.name)
+            if "query" in self._kinds:  # intermediate table versions are query results
+                try:
+                    self._purge_expired()
+                except Exception:
+                    log.exception("runner %s: purging expired intermediate table versions failed", self.name)
             self._wake.wait(self._settings.poll_seconds)
             self._wake.clear()
 
@@ -101,37 +151,39 @@ class QueryRunner:
         while not self._stop.wait(interval):
             with self._lock:
                 running = dict(self._running)
-            if not running:
-                continue
-            try:
-                with self._db.write() as conn:
-                    cancelled = store.renew_leases(conn, list(running), time.time() + self._settings.lease_seconds)
-            except Exception:
-                log.exception("query runner %s: lease renewal failed", self.name)
-                continue
-            for query_id in cancelled:
-                running[query_id].cancel()
+            for kind in self._kinds.values():
+                ids = [work_id for (name, work_id) in running if name == kind.name]
+                if not ids:
+                    continue
+                try:
+                    with self._db.write() as conn:
+                        cancelled = kind.store.renew_leases(conn, ids, time.time() + self._settings.lease_seconds)
+                except Exception:
+                    log.exception("runner %s: lease renewal failed", self.name)
+                    continue
+                for work_id in cancelled:
+                    running[(kind.name, work_id)].cancel()
 
-    def _claim(self) -> None:
+    def _claim(self, kind: _Kind) -> None:
         with self._lock:
-            free = self._settings.workers - len(self._running)
+            free = kind.workers - sum(1 for name, _ in self._running if name == kind.name)
         if free <= 0 or self._stop.is_set():
             return
         with self._db.read() as conn:  # an idle runner takes no write lock
-            if not store.claimable(conn, 1):
+            if not kind.store.claimable(conn, 1):
                 return
         now = time.time()
         claimed = []
         with self._db.write() as conn:
-            for query_id in store.claimable(conn, free):
-                if store.transition(conn, query_id, ["SUBMITTED"], "STARTED", now, runner=self.name,
-                                    lease_until=now + self._settings.lease_seconds):
-                    claimed.append(query_id)
-        for query_id in claimed:
+            for work_id in kind.store.claimable(conn, free):
+                if kind.store.transition(conn, work_id, ["SUBMITTED"], "STARTED", now, runner=self.name,
+                                         lease_until=now + self._settings.lease_seconds):
+                    claimed.append(work_id)
+        for work_id in claimed:
             token = CancelToken()
             with self._lock:
-                self._running[query_id] = token
-            self._pool.submit(self._run, query_id, token)
+                self._running[(kind.name, work_id)] = token
+            kind.pool.submit(self._run, kind, work_id, token)
 
     def _purge_expired(self) -> None:
         """Delete the data of intermediate table versions past their retention (at most every PURGE_SECONDS)."""
@@ -146,38 +198,39 @@ class QueryRunner:
             with self._db.write() as conn:
                 intermediate_store.mark_purged(conn, version_id, now)
 
-    def _close_abandoned(self) -> None:
+    def _close_abandoned(self, kind: _Kind) -> None:
         now = time.time()
         with self._db.read() as conn:
-            if not store.abandoned(conn, now):
+            if not kind.store.abandoned(conn, now):
                 return
         with self._db.write() as conn:
-            for query_id in store.abandoned(conn, now):
-                row = store.get(conn, query_id)
+            for work_id in kind.store.abandoned(conn, now):
+                row = kind.store.get(conn, work_id)
                 if row["status"] == "CANCELLING":
-                    store.transition(conn, query_id, ["CANCELLING"], "CANCELLED", now,
-                                     doc=_finished(row, now))
+                    kind.store.transition(conn, work_id, ["CANCELLING"], "CANCELLED", now,
+                                          doc=_finished(row, now))
                 else:
-                    store.transition(conn, query_id, ["STARTED"], "FAILED", now,
-                                     doc=_finished(row, now, error=INTERRUPTED))
+                    kind.store.transition(conn, work_id, ["STARTED"], "FAILED", now,
+                                          doc=_finished(row, now, error=kind.interrupted))
 
     # -------------------------------------------------------------------------------------------- one query
 
-    def _run(self, query_id: str, token: CancelToken) -> None:
+    def _run(self, kind: _Kind, work_id: str, token: CancelToken) -> None:
         row = None
         try:
             with self._db.read() as conn:
-                row = store.get(conn, query_id)
-            status, extra = self._execute(row, token)
-            self._finish(row, status, **extra)
+                row = kind.store.get(conn, work_id)
+            status, extra = kind.execute(row, token)
+            self._finish(kind, row, status, **extra)
         except Exception:
-            log.exception("query %s failed unexpectedly", query_id)
+            log.exception("%s %s failed unexpectedly", kind.name, work_id)
             if row is not None:  # otherwise the lease runs out and another runner closes it
-                self._finish(row, "FAILED", error={"code": "INTERNAL_ERROR", "retry": {"retryable": True},
-                                                  "message": "The query failed because of an internal error."})
+                self._finish(kind, row, "FAILED", error={"code": "INTERNAL_ERROR", "retry": {"retryable": True},
+                                                        "message": f"The {kind.name} failed because of an internal "
+                                                                   "error."})
         finally:
             with self._lock:
-                self._running.pop(query_id, None)
+                self._running.pop((kind.name, work_id), None)
             self._wake.set()
 
     def _execute(self, row, token: CancelToken) -> tuple[str, dict]:
@@ -242,22 +295,26 @@ class QueryRunner:
         return results.write_result(table, fmt=output["format"], single_file=output["single_file"],
                                     destination=destination, query_id=query_id)
 
-    def _finish(self, row, status: str, *, error: dict | None = None, result: dict | None = None,
+    def _finish(self, kind: _Kind, row, status: str, *, error: dict | None = None, result: dict | None = None,
                 deliveries: list | None = None, differential_privacy: dict | None = None,
                 populated: tuple | None = None) -> None:
         now = time.time()
+        if status == "CANCELLED" and self._stop.is_set():  # stopped under it, not cancelled by its member
+            status, error = "FAILED", kind.interrupted
+        if error is not None:  # each kind's error shape (a job's error has no retry hint)
+            error = {key: value for key, value in error.items() if key in kind.error_keys}
         doc = _finished(row, now, error=error, result=result)
         if differential_privacy is not None:  # with the bounds the run released privately
             doc["differentialPrivacy"] = differential_privacy
         if deliveries is not None:
             doc["deliveries"] = deliveries  # where each receiver's copy is; never shown through the API
         with self._db.write() as conn:
-            if store.transition(conn, row["id"], ["STARTED"], status, now, doc=doc):
+            if kind.store.transition(conn, row["id"], ["STARTED"], status, now, doc=doc):
                 if populated is not None:  # the version has its data in the transaction that ends its query
                     intermediate_store.mark_populated(conn, row["id"], now, *populated)
                 return
-            # Cancellation was asked for while the query ran: it ends CANCELLED whatever else happened.
-            store.transition(conn, row["id"], ["CANCELLING"], "CANCELLED", now, doc=_finished(row, now))
+            # Cancellation was asked for while it ran: it ends CANCELLED whatever else happened.
+            kind.store.transition(conn, row["id"], ["CANCELLING"], "CANCELLED", now, doc=_finished(row, now))
 
 
 def _finished(row, now: float, *, error: dict | None = None, result: dict | None = None) -> dict:

@@ -19,6 +19,8 @@ DEFAULT_QUOTAS: dict[str, tuple[str, int]] = {
     # AWS: 5 in us-east-1 and 2 in other Regions (adjustable); one value here, for every Region served.
     "concurrent_queries": ("Concurrent SQL protected queries per account", 5),
     "concurrent_queries_per_membership": ("Concurrent SQL protected queries per membership", 5),
+    # AWS runs one protected job at a time per membership.
+    "concurrent_jobs_per_membership": ("Concurrent protected jobs per membership", 1),
 }
 
 

@@ -48,6 +48,7 @@ def load_all() -> dict[str, Handler]:
         intermediate_tables,
         memberships,
         privacy_budgets,
+        protected_jobs,
         protected_queries,
         schemas,
         table_associations,

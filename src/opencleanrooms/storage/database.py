@@ -84,10 +84,6 @@ def _create_protected_query_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-def _reserved(conn: sa.Connection) -> None:
-    """A step another branch fills in; the steps are numbered by position."""
-
-
 def _create_audience_model_and_log_export_tables(conn: sa.Connection) -> None:
     """Configured audience model associations and analysis log exports."""
     from opencleanrooms.storage import analysis_log_exports, audience_model_associations
@@ -102,6 +98,14 @@ def _create_privacy_budget_tables(conn: sa.Connection) -> None:
     from opencleanrooms.storage import privacy_budgets
 
     for table in privacy_budgets.TABLES:
+        table.create(conn, checkfirst=True)
+
+
+def _create_protected_job_tables(conn: sa.Connection) -> None:
+    """Protected (PySpark) jobs and who sees them."""
+    from opencleanrooms.storage import protected_jobs
+
+    for table in protected_jobs.TABLES:
         table.create(conn, checkfirst=True)
 
 
@@ -132,7 +136,7 @@ MIGRATIONS = [
     _create_data_plane_tables,  # 4: what members contribute under rules
     _create_protected_query_tables,  # 5: protected queries
     _create_privacy_budget_tables,  # 6: privacy budget templates and budgets
-    _reserved,  # 7: reserved (protected jobs branch)
+    _create_protected_job_tables,  # 7: protected jobs
     _create_intermediate_tables,  # 8: intermediate tables and their versions
     _create_id_mapping_tables,  # 9: ID namespace associations and ID mapping tables
     _create_audience_model_and_log_export_tables,  # 10: audience model associations, analysis log exports
