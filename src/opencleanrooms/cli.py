@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
                        "WHEN is calls:1,2 | every:N | rate:P")
     serve.add_argument("--fault-seed", type=int, help="seed for rate-based faults (default 0)")
     serve.add_argument("--log-level", choices=LOG_LEVELS)
+    serve.add_argument("--engine", choices=("duckdb", "spark"), help="what runs protected queries: the embedded "
+                       "DuckDB (default) or a Spark cluster through Spark Connect (needs --spark-remote)")
+    serve.add_argument("--spark-remote", metavar="sc://HOST:PORT", help="the Spark Connect server of --engine "
+                       "spark")
     serve.add_argument("--query-workers", type=int, help="protected queries run at once per server process "
                        "(default 2)")
     serve.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
@@ -115,7 +119,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {}
     for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
                  "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed", "query_workers",
-                 "query_timeout_seconds", "query_memory_mb", "results_dir"):
+                 "query_timeout_seconds", "query_memory_mb", "results_dir", "engine", "spark_remote"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -144,6 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
     Quotas.with_overrides(settings.quotas)  # reject bad settings before starting any worker
     Throttle.from_settings(settings.throttle_profile, settings.throttle)
     faults = FaultInjector(settings.faults, settings.fault_seed)
+    _check_engine(settings)
     sock = _listen(settings.host, settings.port)  # port in use: one line, before anything is printed or created
     try:
         db = open_database(settings)
@@ -178,6 +183,16 @@ def _serve(args: argparse.Namespace) -> int:
         print("opencleanrooms: the server did not start (see the log above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_engine(settings: Settings) -> None:
+    """A missing engine package is one setup line before anything starts, never a traceback in a worker."""
+    from opencleanrooms.engines import EngineUnavailable, open_engine
+
+    try:
+        open_engine(settings.engine, **settings.engine_options).close()
+    except EngineUnavailable as exc:
+        raise SetupError(str(exc)) from None
 
 
 def _listen(host: str, port: int) -> socket.socket:
