@@ -352,13 +352,13 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan]) -> EngineError:
     for prefix, message in _VALUE_CLASSES.items():
         if condition.startswith(prefix) or f"[{prefix.lower()}" in lowered:
             return EngineError(message, MALFORMED_QUERY)
-    if condition.startswith(_DATA_CLASSES) or any(word in lowered for word in _DATA_WORDS) \
-            and not condition.startswith(("PARSE_", "UNRESOLVED", "TABLE_OR_VIEW")):
-        return EngineError("A table's data could not be read while the query ran", INVALID_RESOURCE)
     kind = type(exc).__name__
     if kind in ("ParseException", "AnalysisException") or condition.startswith(("PARSE_", "UNRESOLVED_",
                                                                                "TABLE_OR_VIEW_NOT_FOUND")):
         return EngineError(_first_line(text, tables), MALFORMED_QUERY)
+    head = _first_line(text).lower()  # Spark appends plans that name the format (parquet) to every message
+    if condition.startswith(_DATA_CLASSES) or any(word in head for word in _DATA_WORDS):
+        return EngineError("A table's data could not be read while the query ran", INVALID_RESOURCE)
     if "unavailable" in lowered and ("grpc" in lowered or "connect" in lowered):
         return EngineError("The Spark cluster could not be reached; try the query again later", TRANSIENT_ERROR,
                            retryable=True)
