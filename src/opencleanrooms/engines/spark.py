@@ -141,8 +141,14 @@ class SparkEngine:
     def _session(self):
         from pyspark.sql.connect.session import SparkSession
 
+        from pyspark.sql.connect.client.retries import DefaultPolicy
+
         try:
-            return SparkSession.builder.remote(self.remote).create()
+            session = SparkSession.builder.remote(self.remote).create()
+            # Retry an unreachable cluster for seconds, not Spark's default of ten minutes: the runner reports a
+            # retryable TRANSIENT_ERROR and the member starts the query again.
+            session.client.set_retry_policies([DefaultPolicy(max_retries=5, max_backoff=2000)])
+            return session
         except Exception as exc:  # noqa: BLE001
             log.warning("cannot open a Spark Connect session: %s", _first_line(str(exc)))
             raise EngineError("The Spark cluster could not be reached; try the query again later",
