@@ -67,8 +67,8 @@ SESSION_SETTINGS = {
     "spark.sql.caseSensitive": "false",
     "spark.sql.runSQLOnFiles": "false",
 }
-# vCPUs of one AWS Clean Rooms worker of each type (CR.1X: 4 vCPU, 30 GB; CR.4X: 16 vCPU, 120 GB).
-WORKER_VCPUS = {"CR.1X": 4, "CR.4X": 16}
+# vCPUs of one AWS Clean Rooms worker of each type (the model's WorkerComputeType).
+WORKER_VCPUS = {"CR.1X": 4, "CR.4X": 16, "CR.8X": 32}
 
 
 def check_remote(remote: object) -> str:
