@@ -109,3 +109,24 @@ def test_a_refused_and_a_failing_query_fail_alike(servers, tmp_path):
         assert on_duck["error"]["code"] == on_spark["error"]["code"] == "MALFORMED_QUERY"
     # the file read is refused by the policy layer before any engine sees it: the same answer, word for word
     assert results["d"][0]["error"] == results["s"][0]["error"]
+
+
+def test_differential_privacy_queries_release_the_same_bounds(servers, tmp_path):
+    """A DP query's exact, user-bounded cells come from the engine; the noise and the bounds are added after. Both
+    engines give the same cells, so the released sensitivity parameters are the same."""
+    from tests.e2e.test_differential_privacy_queries import EPSILON, NOISE, answer, dp_world
+
+    sql = ("SELECT COUNT(DISTINCT user_id) AS users, AVG(clicks) AS mean FROM impressions "
+           "WHERE campaign_id <> 'none'")
+    released = {}
+    for server, name in zip(servers, ("d", "s")):
+        (tmp_path / name).mkdir()
+        world = dp_world(server, lambda s=server: Party(s), tmp_path / name)
+        world.bob.client.create_privacy_budget_template(
+            membershipIdentifier=world.mid(world.bob), privacyBudgetType="DIFFERENTIAL_PRIVACY", autoRefresh="NONE",
+            parameters={"differentialPrivacy": {"epsilon": EPSILON, "usersNoisePerQuery": NOISE}})
+        done = wait(world.alice.client, world.mid(world.alice), start(world, sql)["id"], timeout=180)
+        row = answer(done)
+        assert abs(row["users"] - 150) < 100, row
+        released[name] = done["differentialPrivacy"]["sensitivityParameters"]
+    assert released["s"] == released["d"]
