@@ -41,8 +41,23 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def rows_of(table) -> list[tuple]:
-    return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in row.values()) for row in table.to_pylist())
+def compare(left, right) -> str:
+    """"identical", "floats within 1e-9" (sums of doubles in another order differ in the last digits), or what
+    differs."""
+    a = sorted(tuple(row.values()) for row in left.to_pylist())
+    b = sorted(tuple(row.values()) for row in right.to_pylist())
+    if a == b:
+        return "identical"
+    if len(a) != len(b):
+        return f"DIFFERENT: {len(a)} vs {len(b)} rows"
+    worst = 0.0
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            if isinstance(u, float) and isinstance(v, float):
+                worst = max(worst, abs(u - v) / max(abs(u), abs(v), 1e-300))
+            elif u != v:
+                return f"DIFFERENT: {x} vs {y}"
+    return f"floats within {worst:.1e}" if worst <= 1e-9 else f"DIFFERENT: floats off by {worst:.1e}"
 
 
 def main() -> None:
@@ -67,7 +82,7 @@ def main() -> None:
     limits = Limits(timeout_seconds=1800, memory_limit_mb=1024, threads=2)
     duck, spark = open_engine("duckdb"), open_engine("spark", remote=remote)
     print(f"{'rows':>11} | {'duckdb median':>13} | {'spark cold':>10} | {'spark warm median':>17} | "
-          f"{'spark/duckdb':>12} | same rows")
+          f"{'spark/duckdb':>12} | rows")
     try:
         for rows in args.rows:
             a, b = generate(args.dir, rows)
@@ -83,7 +98,7 @@ def main() -> None:
                 seconds, spark_result = timed(lambda: spark.execute(sql["spark"], scans, limits, CancelToken()))
                 spark_times.append(seconds)
             d, s = statistics.median(duck_times), statistics.median(spark_times)
-            same = rows_of(duck_result) == rows_of(spark_result)
+            same = compare(duck_result, spark_result)
             print(f"{rows:>11,} | {d:>11.2f} s | {cold:>8.2f} s | {s:>15.2f} s | {s / d:>11.1f}x | {same}",
                   flush=True)
     finally:
