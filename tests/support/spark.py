@@ -32,7 +32,7 @@ def skip_reason() -> str | None:
     if backend.is_postgresql():
         return ("Spark engine tests run in the SQLite pass only: engines do not depend on the database backend")
     if not _java():
-        return "Java is not installed (the Spark engine tests need a JDK 17 or later: apt-get install openjdk-17-jdk)"
+        return "Java is not installed (the Spark engine tests need a JDK 17 or later: apt-get install openjdk-17-jre-headless)"
     return None
 
 
