@@ -54,6 +54,22 @@ def pytest_collection_modifyitems(config, items):
             reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
             item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
 
+@pytest.fixture(scope="session")
+def spark_remote():
+    """The address of a local Spark Connect server for the session (started on first use), or a skip saying why
+    Spark tests cannot run here."""
+    from tests.support import spark
+
+    reason = spark.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = spark.LocalSparkConnect().start()
+    try:
+        yield server.remote
+    finally:
+        server.stop()
+
+
 # Generous quotas for the shared server so that tests can create hundreds of resources; quota behaviour itself is
 # tested on servers started with the defaults.
 SHARED_SERVER_QUOTAS = ("--quota", "collaborations=5000", "--quota", "memberships=5000")

@@ -22,6 +22,9 @@ from opencleanrooms.config import SetupError, Settings, check_region, known_regi
     ("s3", {"endpoint_url": 9000}, "s3 must be a table of strings"),
     ("query_timeout_seconds", 0, "query_timeout_seconds must be a positive number"),
     ("log_level", "INFO", "log_level must be one of debug, info, warning, error"),
+    ("engine", "presto", "engine must be one of duckdb, spark, not 'presto'"),
+    ("engine", "spark", "engine spark needs spark_remote (--spark-remote sc://HOST:PORT)"),
+    ("spark_remote", "http://spark:15002", "spark_remote must be a Spark Connect URL like sc://127.0.0.1:15002"),
 ])
 def test_bad_values_are_refused_with_their_name(field, value, message):
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
@@ -54,3 +57,25 @@ def test_regions_come_from_botocore_endpoint_data():
         check_region("us-east-99")
     with pytest.raises(ValueError, match="unknown region 'cn-north-1'"):
         check_region("cn-north-1")
+
+
+def test_the_spark_engine_from_a_config_file(tmp_path):
+    config = tmp_path / "spark.toml"
+    config.write_text('engine = "spark"\nspark_remote = "sc://spark.internal:15002"\n')
+    settings = Settings.from_toml(config)
+    assert settings.engine == "spark" and settings.engine_options == {"remote": "sc://spark.internal:15002"}
+    assert Settings().engine_options == {}
+
+
+def test_serve_without_pyspark_is_one_setup_line(tmp_path):
+    """The spark engine on a machine without pyspark: one line saying what to install, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['pyspark'] = None; from opencleanrooms.cli import main; "
+            f"sys.exit(main(['serve', '--data-dir', {str(tmp_path)!r}, '--port', '0', '--engine', 'spark', "
+            "'--spark-remote', 'sc://127.0.0.1:15002']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines() == [
+        "opencleanrooms: the spark engine needs pyspark: pip install 'opencleanrooms[spark]'"], result.stderr

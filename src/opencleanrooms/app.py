@@ -129,7 +129,8 @@ def build_app(settings: Settings) -> AsgiApp:
 
 def runner_settings(settings: Settings) -> RunnerSettings:
     return RunnerSettings(
-        engine=settings.engine, workers=settings.query_workers, results_dir=settings.resolved_results_dir,
+        engine=settings.engine, engine_options=settings.engine_options, workers=settings.query_workers,
+        results_dir=settings.resolved_results_dir,
         limits=Limits(timeout_seconds=settings.query_timeout_seconds, memory_limit_mb=settings.query_memory_mb),
         lease_seconds=settings.query_lease_seconds,
         jobs=JobSettings(workers=settings.job_workers, timeout_seconds=settings.job_timeout_seconds,

@@ -109,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _runner_flags(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument("--engine", choices=("duckdb", "spark"), help="what runs protected queries: the embedded "
+                        "DuckDB (default) or a Spark cluster through Spark Connect (needs --spark-remote)")
+    parser.add_argument("--spark-remote", metavar="sc://HOST:PORT", help="the Spark Connect server of --engine "
+                        "spark")
     parser.add_argument("--query-workers", type=int, help=f"protected queries run at once {where} (default 2)")
     parser.add_argument("--query-timeout", type=float, dest="query_timeout_seconds", metavar="SECONDS",
                         help="a protected query running longer ends TIMED_OUT (default 1800)")
@@ -133,7 +137,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     for name in ("host", "port", "regions", "data_dir", "database_url", "workers", "max_body_bytes",
                  "allow_demo_credentials", "log_level", "throttle_profile", "fault_seed", "query_workers",
                  "query_timeout_seconds", "query_memory_mb", "results_dir", "job_workers", "job_timeout_seconds",
-                 "job_memory_mb"):
+                 "job_memory_mb", "engine", "spark_remote"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -162,6 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
     Quotas.with_overrides(settings.quotas)  # reject bad settings before starting any worker
     Throttle.from_settings(settings.throttle_profile, settings.throttle)
     faults = FaultInjector(settings.faults, settings.fault_seed)
+    _check_engine(settings)
     sock = _listen(settings.host, settings.port)  # port in use: one line, before anything is printed or created
     try:
         db = open_database(settings)
@@ -209,6 +214,7 @@ def _worker(args: argparse.Namespace) -> int:
     from opencleanrooms.runner import QueryRunner
 
     settings = _settings(args)
+    _check_engine(settings)
     if settings.query_workers == 0 and settings.job_workers == 0:
         raise ValueError("a worker with --query-workers 0 and --job-workers 0 would run nothing")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -229,6 +235,16 @@ def _worker(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _check_engine(settings: Settings) -> None:
+    """A missing engine package is one setup line before anything starts, never a traceback in a worker."""
+    from opencleanrooms.engines import EngineUnavailable, open_engine
+
+    try:
+        open_engine(settings.engine, **settings.engine_options).close()
+    except EngineUnavailable as exc:
+        raise SetupError(str(exc)) from None
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -15,6 +15,7 @@ from opencleanrooms.storage.database import sqlite_url
 
 ENV_SETTINGS = "OPENCLEANROOMS_SETTINGS_JSON"  # how `serve` hands settings to its worker processes
 LOG_LEVELS = ("debug", "info", "warning", "error")
+ENGINES = ("duckdb", "spark")
 
 
 class SetupError(Exception):
@@ -49,7 +50,8 @@ class Settings:
     log_level: str = "info"
     # Protected queries: the engine, how many run at once in each server process, their limits, and where results
     # go when there is no S3 endpoint (default: <data_dir>/results).
-    engine: str = "duckdb"
+    engine: str = "duckdb"  # "duckdb" (embedded) or "spark" (a Spark Connect server at spark_remote)
+    spark_remote: str | None = None  # sc://HOST:PORT
     query_workers: int = 2
     query_timeout_seconds: float = 1800.0
     query_memory_mb: int = 2048
@@ -69,6 +71,11 @@ class Settings:
     @property
     def resolved_job_scratch_dir(self) -> str:
         return self.job_scratch_dir or os.path.join(self.data_dir, "jobs")
+
+    @property
+    def engine_options(self) -> dict:
+        """What `engines.open_engine` needs besides the engine's name."""
+        return {"remote": self.spark_remote} if self.engine == "spark" else {}
 
     @property
     def resolved_database_url(self) -> str:
@@ -141,7 +148,14 @@ class Settings:
         _check(isinstance(self.s3, dict) and all(isinstance(v, str) for v in self.s3.values()),
                "s3 must be a table of strings ([s3])", self.s3)
         _check(self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}", self.log_level)
-        _check(isinstance(self.engine, str), "engine must be a string", self.engine)
+        _check(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}", self.engine)
+        if self.engine == "spark" or self.spark_remote is not None:
+            from opencleanrooms.engines.spark import check_remote
+
+            if self.engine == "spark" and self.spark_remote is None:
+                raise ValueError("engine spark needs spark_remote (--spark-remote sc://HOST:PORT), the address of a "
+                                 "Spark Connect server")
+            check_remote(self.spark_remote)
         _check(_is_int(self.query_workers) and self.query_workers >= 0, "query_workers must be a non-negative "
                "integer", self.query_workers)
         for name in ("query_timeout_seconds", "query_lease_seconds"):

@@ -277,3 +277,21 @@ def test_empty_and_header_only_csv_are_refused(tmp_path):
     (tmp_path / "one-row.csv").write_text("user_id,spend\nu1,2.5\n")
     assert read_schema(source(tmp_path / "one-row.csv"), cache=None) == [Column("user_id", "string"),
                                                                          Column("spend", "double")]
+
+
+def test_locate_scan_names_files_where_they_are_with_the_sniffed_delimiter(tmp_path):
+    """For an engine that reads the files itself (Spark): the same files, nothing copied, and the delimiter DuckDB's
+    sniffer would use when the entry sets none."""
+    from opencleanrooms.catalog import locate_scan
+
+    semi = tmp_path / "semi.csv"
+    semi.write_text("a;b\n1;x\n2;y\n")
+    scan = locate_scan(source(semi))
+    assert (scan.format, scan.files, scan.header, scan.delimiter) == ("csv", (str(semi),), True, ";")
+    headerless = tmp_path / "rows.txt"
+    headerless.write_text("u1|2024-01-01|3\n")
+    scan = locate_scan(source(headerless, format="csv", header=False, delimiter="|"))
+    assert scan.delimiter == "|" and scan.names == ("col0", "col1", "col2")
+    parquet = tmp_path / "p.parquet"
+    write_parquet(parquet, "SELECT 1 AS x")
+    assert locate_scan(source(parquet)) == prepare_scan(source(parquet))

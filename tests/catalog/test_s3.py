@@ -15,6 +15,7 @@ from opencleanrooms.catalog import (
     SchemaCache,
     TableUnreadable,
     make_source,
+    locate_scan,
     prepare_scan,
     read_schema,
 )
@@ -68,6 +69,9 @@ def test_prefix_of_parquet_parts(s3_client, bucket, s3_settings, tmp_path):
     assert len(scan.files) == 3 and all(f.startswith(s3_settings.cache_dir) for f in scan.files)
     with duckdb.connect() as con:
         assert con.execute(f"SELECT count(*), count(DISTINCT id) FROM {scan.sql()}").fetchone() == (15, 15)
+    # for an engine that reads S3 itself (Spark): the objects' URIs, nothing downloaded for them
+    located = locate_scan(source(f"s3://{bucket}/customers/"), s3_settings)
+    assert located.files == tuple(f"s3://{bucket}/customers/part-{i}.parquet" for i in range(3))
 
 
 def test_single_csv_object_and_whole_bucket(s3_client, bucket, s3_settings):

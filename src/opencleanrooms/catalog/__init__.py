@@ -22,6 +22,7 @@ from opencleanrooms.catalog.reader import (
     Scan,
     SchemaCache,
     list_files,
+    locate_scan,
     prepare_scan,
     read_schema,
 )
@@ -46,5 +47,5 @@ def require_table(conn: sa.Connection, account_id: str, region: str, database: s
 __all__ = [
     "ANY_REGION", "FORMATS", "CatalogError", "Column", "DEFAULT_CACHE", "DataFile", "InvalidEntry", "S3Settings",
     "Scan", "SchemaCache", "TableNotFound", "TableSource", "TableUnreadable", "list_files", "load_catalog_file",
-    "make_source", "prepare_scan", "read_schema", "require_table", "resolve", "store",
+    "locate_scan", "make_source", "prepare_scan", "read_schema", "require_table", "resolve", "store",
 ]

@@ -148,6 +148,34 @@ def prepare_scan(source: TableSource, s3_settings: s3.S3Settings | None = None) 
     return Scan(format=fmt, files=local, header=source.header, delimiter=source.delimiter, names=names)
 
 
+def locate_scan(source: TableSource, s3_settings: s3.S3Settings | None = None) -> Scan:
+    """Like `prepare_scan`, but the files are named where they live (local paths, `s3://` URIs) and nothing is
+    downloaded: for an engine that reads them itself (Spark). A CSV without a set delimiter gets the one DuckDB's
+    sniffer finds in the first file, so that both engines split lines alike."""
+    files = list_files(source, s3_settings)
+    fmt = table_format(source, files)
+    names, delimiter = None, source.delimiter
+    if fmt == "csv":
+        if not source.header:
+            names = tuple(c.name for c in read_schema(source, s3_settings))
+        if delimiter is None:
+            delimiter = sniff_delimiter(_localize(files[0], source, s3_settings), files[0].display)
+    return Scan(format=fmt, files=tuple(f.display for f in files), header=source.header, delimiter=delimiter,
+                names=names)
+
+
+def sniff_delimiter(path: str, display: str) -> str:
+    """The delimiter DuckDB's CSV sniffer finds in a local file (what `read_schema` splits lines with)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(":memory:", config=_DUCKDB_CONFIG) as con:
+            row = con.execute("SELECT Delimiter FROM sniff_csv(?)", [path]).fetchone()
+    except duckdb.Error:
+        raise TableUnreadable(f"Could not read csv data at {display}") from None
+    return row[0] if row and row[0] else ","
+
+
 def _describe(source: TableSource, fmt: str, paths: list[str], displays: dict[str, str]) -> list[Column]:
     import duckdb
 

@@ -17,25 +17,32 @@ from opencleanrooms.engines.base import (
     CancelToken,
     Engine,
     EngineError,
+    EngineUnavailable,
     Limits,
     QueryCancelled,
     QueryTimedOut,
     TableScan,
 )
 
-ENGINE_NAMES = ("duckdb",)
+ENGINE_NAMES = ("duckdb", "spark")
 
 
 def open_engine(name: str = "duckdb", **options) -> Engine:
-    """An engine by name; `options` go to its constructor. Raises ValueError for an unknown name."""
+    """An engine by name; `options` go to its constructor (Spark: `remote="sc://HOST:PORT"`). Raises ValueError
+    for an unknown name, EngineUnavailable when the engine's package is not installed."""
     if name == "duckdb":
         from opencleanrooms.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine(**options)
+    if name == "spark":
+        from opencleanrooms.engines.spark import SparkEngine
+
+        return SparkEngine(**options)
     raise ValueError(f"unknown query engine {name!r} (known: {', '.join(ENGINE_NAMES)})")
 
 
 __all__ = [
     "ENGINE_NAMES", "INSUFFICIENT_COMPUTE", "INTERNAL_ERROR", "INVALID_RESOURCE", "MALFORMED_QUERY", "CancelToken",
-    "Engine", "EngineError", "Limits", "QueryCancelled", "QueryTimedOut", "TableScan", "open_engine",
+    "Engine", "EngineError", "EngineUnavailable", "Limits", "QueryCancelled", "QueryTimedOut", "TableScan",
+    "open_engine",
 ]

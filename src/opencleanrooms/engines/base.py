@@ -40,6 +40,9 @@ class TableScan:
     scan: Scan
     columns: tuple[str, ...]
     label: str | None = None  # how messages name the table to a member (e.g. the configured table's name)
+    # Every column of the data in file order, (lower-case name, Glue type), as `catalog.read_schema` reports them.
+    # Engines that read the files with their own reader (Spark) need it to type columns as the catalog does.
+    schema: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not _RELATION_NAME.fullmatch(self.name):
@@ -61,6 +64,9 @@ class Limits:
     timeout_seconds: float = 300.0
     memory_limit_mb: int = 1024
     threads: int = 2
+    # A query's computeConfiguration (`{"worker": {"type": "CR.1X", "number": 16}}`): hints for engines that can
+    # size a query (Spark); engines that cannot ignore them.
+    resource_hints: dict | None = None
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -114,6 +120,11 @@ class CancelToken:
                 return unregister
         callback()
         return lambda: None
+
+
+class EngineUnavailable(RuntimeError):
+    """An engine cannot be used on this machine (a missing package); the message is one line saying what to
+    install."""
 
 
 class EngineError(QueryFailure):

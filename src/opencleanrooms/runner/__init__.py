@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from opencleanrooms import catalog, results
 from opencleanrooms.engines import CancelToken, EngineError, Limits, QueryCancelled, QueryTimedOut, TableScan, open_engine
@@ -54,6 +54,7 @@ class JobSettings:
 @dataclass(frozen=True)
 class RunnerSettings:
     engine: str = "duckdb"
+    engine_options: dict = field(default_factory=dict)  # for open_engine (Spark: remote="sc://...")
     workers: int = 2  # queries run at once by this runner
     limits: Limits = Limits()
     results_dir: str = "results"  # where results go when the server has no S3 endpoint
@@ -80,7 +81,7 @@ class QueryRunner:
     def __init__(self, db: Database, s3: catalog.S3Settings | None, settings: RunnerSettings) -> None:
         self._db, self._s3, self._settings = db, s3, settings
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._engine = open_engine(settings.engine)
+        self._engine = open_engine(settings.engine, **settings.engine_options)
         self._kinds: dict[str, _Kind] = {}
         if settings.workers > 0:
             self._kinds["query"] = _Kind("query", store, settings.workers, self._execute, INTERRUPTED,
@@ -237,7 +238,10 @@ class QueryRunner:
         spec = row["spec"]
         try:
             scans = self._scans(spec)
-            table = self._engine.execute(spec["sql"][self._engine.name], scans, self._settings.limits, token)
+            limits = self._settings.limits
+            if row["doc"].get("computeConfiguration"):  # resource hints for engines that can size a query
+                limits = replace(limits, resource_hints=row["doc"]["computeConfiguration"])
+            table = self._engine.execute(spec["sql"][self._engine.name], scans, limits, token)
             if spec.get("dp"):  # exact user-bounded cells in, the noisy answer out (and nothing exact)
                 table, sensitivity = dp.release(table, spec["dp"]["aggregations"], spec["dp"]["usersNoisePerQuery"],
                                                 spec["dp"].get("release"))
@@ -268,6 +272,9 @@ class QueryRunner:
         return "SUCCESS", extra
 
     def _scans(self, spec: dict) -> list[TableScan]:
+        """The plan's relations. An engine that reads the catalog's locations itself (Spark, on a cluster that
+        cannot see this server's disk) gets those locations and the catalog's schema; DuckDB gets local files."""
+        remote = getattr(self._engine, "reads_locations", False)
         scans = []
         for table in spec["tables"]:
             if "location" in table:  # an intermediate table's version: Parquet this server wrote
@@ -277,8 +284,13 @@ class QueryRunner:
             with self._db.read() as conn:
                 source = catalog.require_table(conn, table["account_id"], table["region"], table["database"],
                                                table["table"])
-            scans.append(TableScan(name=table["scan"], scan=catalog.prepare_scan(source, self._s3),
-                                   columns=tuple(table["columns"]), label=table["label"]))
+            if remote:
+                schema = tuple((c.name, c.type) for c in catalog.read_schema(source, self._s3))
+                scan = catalog.locate_scan(source, self._s3)
+            else:
+                schema, scan = None, catalog.prepare_scan(source, self._s3)
+            scans.append(TableScan(name=table["scan"], scan=scan, columns=tuple(table["columns"]),
+                                   label=table["label"], schema=schema))
         return scans
 
     def _write(self, output: dict, table, query_id: str) -> str:
