@@ -16,43 +16,32 @@ import uuid
 
 import sqlalchemy as sa
 
-from opencleanrooms.policy.parameters import value_problem
 from opencleanrooms.services import errors, locks, schemas
+from opencleanrooms.services import protected_runs as runs
 from opencleanrooms.services.access import owned_membership
-from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.analysis_templates import PYSPARK
 from opencleanrooms.services.configured_tables import reference_kind
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import analysis_templates as template_store
-from opencleanrooms.storage import collaborations as collaboration_store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import protected_jobs as store
 from opencleanrooms.storage import table_associations as association_store
 
-RESOURCE_TYPE = "MEMBERSHIP"  # the model's ResourceType has no protected job; a job is a membership's
 RECEIVE = "CAN_RECEIVE_RESULTS"
 RUN_JOB = "CAN_RUN_JOB"
-PRIVATE_FIELDS = frozenset({"receivers", "deliveries"})
 
 
 @operation("StartProtectedJob")
 def start_protected_job(ctx: RequestContext, params: dict) -> dict:
     membership_id = params["membershipIdentifier"]
     with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        collaboration = collaboration_store.get(conn, ctx.region, membership["collaboration_id"])
-        if membership["status"] != "ACTIVE" or collaboration is None:
-            raise errors.access_denied(f"Membership {membership_id} is {membership['status']}; only an ACTIVE "
-                                       "member can start protected jobs.")
-        members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
-        memberships = {m["account_id"]: m for m in membership_store.joined_for_collaboration(conn, collaboration["id"])}
-        if RUN_JOB not in members[ctx.account_id]["doc"]["abilities"]:
-            raise errors.access_denied(f"The member {ctx.account_id} does not have the {RUN_JOB} ability in "
-                                       f"collaboration {collaboration['id']}.")
+        caller = runs.active_caller(conn, ctx, membership_id, RUN_JOB, "start protected jobs")
+        membership, collaboration = caller.membership, caller.collaboration
+        members, memberships = caller.members, caller.memberships
         template = _template(conn, params["jobParameters"]["analysisTemplateArn"], collaboration)
-        parameters = _parameters(params["jobParameters"].get("parameters") or {}, template)
+        parameters = {name: value for name, (_, value) in runs.template_parameters(
+            template, params["jobParameters"].get("parameters") or {}, "jobParameters.parameters").items()}
         output, reported = _output(ctx, params, members, memberships, template)
         _check_payer(members)
         names = template["doc"]["schema"]["referencedTables"]
@@ -93,7 +82,7 @@ def get_protected_job(ctx: RequestContext, params: dict) -> dict:
     membership_id = params["membershipIdentifier"]
     with ctx.db.read() as conn:
         membership = owned_membership(conn, ctx, membership_id)
-        row = _visible(conn, membership_id, params["protectedJobIdentifier"])
+        row = runs.visible(store, conn, membership_id, params["protectedJobIdentifier"], "job")
     return {"protectedJob": job_view(row, membership)}
 
 
@@ -107,28 +96,14 @@ def list_protected_jobs(ctx: RequestContext, params: dict):
         return store.page_for_membership(conn, membership_id, status, after, limit)
 
     return list_page(ctx, params, "protectedJobs", (membership_id, status), fetch,
-                     render=lambda row: _summary(row, membership))
+                     render=lambda row: runs.summary(row, membership))
 
 
 @operation("UpdateProtectedJob")
 def update_protected_job(ctx: RequestContext, params: dict) -> dict:
     """Cancel: a job not started yet is CANCELLED at once; a running one becomes CANCELLING until its runner kills
     its sandbox; a finished one cannot be cancelled (ConflictException)."""
-    membership_id, job_id = params["membershipIdentifier"], params["protectedJobIdentifier"]
-    with ctx.db.write() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        row = _visible(conn, membership_id, job_id)
-        if row["account_id"] != ctx.account_id:
-            raise errors.access_denied(f"Only the member who started protected job {job_id} can cancel it.")
-        if row["status"] in store.FINAL_STATUSES:
-            raise errors.conflict(f"Protected job {job_id} has already finished with status {row['status']}; it "
-                                  "cannot be cancelled.", job_id, RESOURCE_TYPE, "INVALID_STATE")
-        doc = dict(row["doc"], statistics={"totalDurationInMillis": _millis(ctx.now - row["create_time"])})
-        if not store.transition(conn, job_id, ["SUBMITTED"], "CANCELLED", ctx.now, doc=doc):
-            store.transition(conn, job_id, ["STARTED"], "CANCELLING", ctx.now)
-        row = store.get(conn, job_id)
-    if ctx.wake_runner is not None:
-        ctx.wake_runner()
+    row, membership = runs.cancel(ctx, store, params["membershipIdentifier"], params["protectedJobIdentifier"], "job")
     return {"protectedJob": job_view(row, membership)}
 
 
@@ -137,34 +112,7 @@ def update_protected_job(ctx: RequestContext, params: dict) -> dict:
 
 def job_view(row, membership) -> dict:
     """The ProtectedJob output shape."""
-    view = {"id": row["id"], "membershipId": row["membership_id"], "membershipArn": _membership_arn(row, membership),
-            "createTime": row["create_time"], "status": row["status"]}
-    view.update({k: v for k, v in row["doc"].items() if k not in PRIVATE_FIELDS})
-    return view
-
-
-def _summary(row, membership) -> dict:
-    return {"id": row.id, "membershipId": row.membership_id,
-            "membershipArn": _membership_arn(row._mapping, membership), "createTime": row.create_time,
-            "status": row.status, "receiverConfigurations": [{
-                "analysisType": "DIRECT_ANALYSIS",
-                "configurationDetails": {"directAnalysisConfigurationDetails": {
-                    "receiverAccountIds": row.doc.get("receivers") or []}}}]}
-
-
-def _membership_arn(row, membership) -> str:
-    if row["membership_id"] == membership["id"]:
-        return membership["arn"]
-    from opencleanrooms.services import arns
-
-    return arns.membership_arn(row["region"], row["account_id"], row["membership_id"])
-
-
-def _visible(conn: sa.Connection, membership_id: str, job_id: str):
-    row = store.get_visible(conn, membership_id, job_id)
-    if row is None:
-        raise errors.not_found(f"Protected job {job_id} not found.", job_id, RESOURCE_TYPE)
-    return row
+    return runs.view(row, membership)
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -182,28 +130,6 @@ def _template(conn: sa.Connection, arn: str, collaboration):
         raise errors.validation(f"Analysis template {arn} has no recorded artifact hashes to check its code "
                                 "against.", field="jobParameters.analysisTemplateArn")
     return template
-
-
-def _parameters(given: dict, template) -> dict:
-    """The values the job's code gets (name -> string): the request's over the template's defaults, each checked
-    against its declared type."""
-    declared = {p["name"]: p for p in template["doc"].get("analysisParameters") or []}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise errors.validation(f"The analysis template declares no parameter(s) {', '.join(unknown)}.",
-                                field="jobParameters.parameters")
-    values = {}
-    for name, parameter in declared.items():
-        value = given.get(name, parameter.get("defaultValue"))
-        if value is None or value == "":
-            raise errors.validation(f"Parameter {name} has no default value; give it a value.",
-                                    field="jobParameters.parameters")
-        problem = value_problem(parameter["type"], value)
-        if problem:
-            raise errors.validation(f"Parameter {name} ({parameter['type']}): {problem}",
-                                    field=f"jobParameters.parameters.{name}")
-        values[name] = value
-    return values
 
 
 def _output(ctx: RequestContext, params: dict, members: dict, memberships: dict, template):
@@ -268,13 +194,10 @@ def _refusal(template, names: list[str], rows: dict, sources: dict, facts, recei
         if kind != "glue" or sources.get(name) is None:
             return _error("INVALID_RESOURCE", f"The data of table `{name}` is not in its owner's catalog on this "
                                               "server; only AWS Glue (catalog) tables can be read here.")
-        direct = schemas.status_details(row, facts)[0]
-        if direct["status"] != "READY":
-            reasons = "; ".join(f"{r['code']}: {r['message']}" for r in direct.get("reasons", []))
+        reasons = runs.not_ready(row, facts)
+        if reasons is not None:
             return _error("INVALID_RESOURCE", f"Table `{name}` is not ready for direct analysis ({reasons})")
-        allowed = ((row["rule_policy"] or {}).get("v1", {}).get(POLICY_MEMBERS[row["rule_type"]], {})
-                   .get("allowedResultReceivers") or [])
-        refused = [account for account in receivers if account not in allowed]
+        refused = runs.refused_receivers(row, receivers)
         if refused:
             return _error("RESOURCE_ACCESS_DENIED", f"The collaboration analysis rule of table `{name}` does not "
                                                     f"allow {', '.join(refused)} to receive results of jobs on it.")
@@ -302,6 +225,3 @@ def _spec(template, names: list[str], rows: dict, sources: dict, parameters: dic
 def _error(code: str, message: str) -> dict:
     return {"code": code, "message": message}
 
-
-def _millis(seconds: float) -> int:
-    return max(0, int(round(seconds * 1000)))

@@ -21,9 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencleanrooms import catalog, policy
-from opencleanrooms.policy.parameters import value_problem
 from opencleanrooms.privacy.costs import BudgetExhausted
-from opencleanrooms.services import arns, errors, locks, privacy_budgets, schemas
+from opencleanrooms.services import errors, locks, privacy_budgets, schemas
+from opencleanrooms.services import protected_runs as runs
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
@@ -31,8 +31,6 @@ from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import analysis_templates as template_store
-from opencleanrooms.storage import collaborations as collaboration_store
-from opencleanrooms.storage import memberships as membership_store
 from opencleanrooms.storage import protected_queries as store
 from opencleanrooms.storage import table_associations as association_store
 
@@ -41,7 +39,6 @@ log = logging.getLogger("opencleanrooms.queries")
 ENGINES = ("duckdb", "spark")  # the dialects a plan is stored in, one per engine a runner may use
 CLEAN_ROOMS_SQL_MAX_QUERY = 90 * 1024  # AWS: query text up to 90 KB on the Clean Rooms SQL engine
 RECEIVE = "CAN_RECEIVE_RESULTS"
-PRIVATE_FIELDS = frozenset({"receivers", "deliveries"})  # kept in a query's doc, not part of its output shape
 
 
 @operation("StartProtectedQuery")
@@ -55,16 +52,6 @@ def start_protected_query(ctx: RequestContext, params: dict) -> dict:
     row = submit(ctx, caller, Submission(sql=sql, template=template, parameters=parameters, outputs=outputs,
                                          report=report, receivers=receivers, doc=doc))
     return {"protectedQuery": query_view(row, caller.membership)}
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An ACTIVE member with CAN_QUERY, its collaboration and the collaboration's members and memberships."""
-
-    membership: Any
-    collaboration: Any
-    members: dict
-    memberships: dict
 
 
 @dataclass(frozen=True)
@@ -101,19 +88,12 @@ class Submission:
 # Filled by services.wiring.
 EXTRA_TABLES: list[Callable] = []
 
+Caller = runs.Caller  # the name other families (intermediate tables) use
+
 
 def query_caller(conn: sa.Connection, ctx: RequestContext, membership_id: str, what: str) -> Caller:
-    membership = owned_membership(conn, ctx, membership_id)
-    collaboration = collaboration_store.get(conn, ctx.region, membership["collaboration_id"])
-    if membership["status"] != "ACTIVE" or collaboration is None:
-        raise errors.access_denied(f"Membership {membership_id} is {membership['status']}; only an ACTIVE "
-                                   f"member can {what}.")
-    members = {m["account_id"]: m for m in collaboration_store.members_of(conn, collaboration["id"])}
-    memberships = {m["account_id"]: m for m in membership_store.joined_for_collaboration(conn, collaboration["id"])}
-    if "CAN_QUERY" not in members[ctx.account_id]["doc"]["abilities"]:
-        raise errors.access_denied(f"The member {ctx.account_id} does not have the CAN_QUERY ability in "
-                                   f"collaboration {collaboration['id']}.")
-    return Caller(membership, collaboration, members, memberships)
+    """An ACTIVE member with CAN_QUERY (AccessDeniedException otherwise)."""
+    return runs.active_caller(conn, ctx, membership_id, "CAN_QUERY", what)
 
 
 def submit(ctx: RequestContext, caller: Caller, job: Submission):
@@ -204,7 +184,7 @@ def get_protected_query(ctx: RequestContext, params: dict) -> dict:
     membership_id = params["membershipIdentifier"]
     with ctx.db.read() as conn:
         membership = owned_membership(conn, ctx, membership_id)
-        row = _visible(conn, membership_id, params["protectedQueryIdentifier"])
+        row = runs.visible(store, conn, membership_id, params["protectedQueryIdentifier"], "query")
     return {"protectedQuery": query_view(row, membership)}
 
 
@@ -225,23 +205,8 @@ def list_protected_queries(ctx: RequestContext, params: dict):
 def update_protected_query(ctx: RequestContext, params: dict) -> dict:
     """Cancel: a query not started yet is CANCELLED at once; a running one becomes CANCELLING until its runner
     stops it; a finished one cannot be cancelled (ConflictException)."""
-    membership_id, query_id = params["membershipIdentifier"], params["protectedQueryIdentifier"]
-    with ctx.db.write() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        row = _visible(conn, membership_id, query_id)
-        if row["account_id"] != ctx.account_id:
-            raise errors.access_denied(f"Only the member who started protected query {query_id} can cancel it.")
-        if row["status"] in store.FINAL_STATUSES:
-            raise errors.conflict(f"Protected query {query_id} has already finished with status {row['status']}; "
-                                  "it cannot be cancelled.", query_id, "MEMBERSHIP", "INVALID_STATE")
-        # Conditional updates, in this order: a runner may claim the query between the read above and these
-        # (PostgreSQL reads do not block writers), and then the second one applies.
-        doc = dict(row["doc"], statistics={"totalDurationInMillis": _millis(ctx.now - row["create_time"])})
-        if not store.transition(conn, query_id, ["SUBMITTED"], "CANCELLED", ctx.now, doc=doc):
-            store.transition(conn, query_id, ["STARTED"], "CANCELLING", ctx.now)
-        row = store.get(conn, query_id)
-    if ctx.wake_runner is not None:
-        ctx.wake_runner()
+    row, membership = runs.cancel(ctx, store, params["membershipIdentifier"], params["protectedQueryIdentifier"],
+                                  "query")
     return {"protectedQuery": query_view(row, membership)}
 
 
@@ -250,39 +215,18 @@ def update_protected_query(ctx: RequestContext, params: dict) -> dict:
 
 def query_view(row, membership) -> dict:
     """The ProtectedQuery output shape."""
-    view = {"id": row["id"], "membershipId": row["membership_id"], "membershipArn": _membership_arn(row, membership),
-            "createTime": row["create_time"], "status": row["status"]}
-    view.update({k: v for k, v in row["doc"].items() if k not in PRIVATE_FIELDS})
-    return view
+    return runs.view(row, membership)
 
 
 def _summary(row, membership) -> dict:
     doc = row.doc
-    summary = {"id": row.id, "membershipId": row.membership_id,
-               "membershipArn": _membership_arn(row._mapping, membership), "createTime": row.create_time,
-               "status": row.status, "receiverConfigurations": [{
-                   "analysisType": "DIRECT_ANALYSIS",
-                   "configurationDetails": {"directAnalysisConfigurationDetails": {
-                       "receiverAccountIds": doc.get("receivers") or []}}}]}
+    summary = runs.summary(row, membership)
     if "queryComputePayerAccountId" in doc:
         summary["queryComputePayerAccountId"] = doc["queryComputePayerAccountId"]
     populated = (doc.get("resultConfiguration") or {}).get("outputConfiguration", {}).get("intermediateTable")
     if populated:
         summary["intermediateTableConfiguration"] = populated
     return summary
-
-
-def _membership_arn(row, membership) -> str:
-    if row["membership_id"] == membership["id"]:
-        return membership["arn"]
-    return arns.membership_arn(row["region"], row["account_id"], row["membership_id"])
-
-
-def _visible(conn: sa.Connection, membership_id: str, query_id: str):
-    row = store.get_visible(conn, membership_id, query_id)
-    if row is None:
-        raise errors.not_found(f"Protected query {query_id} not found.", query_id, "MEMBERSHIP")
-    return row
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -309,22 +253,7 @@ def query_text(conn: sa.Connection, sql_parameters: dict, collaboration):
     if template["doc"]["format"] != "SQL":
         raise errors.validation(f"Analysis template {template_arn} is a {template['doc']['format']} template; "
                                 "run it with StartProtectedJob.", field="sqlParameters.analysisTemplateArn")
-    declared = {p["name"]: p for p in template["doc"].get("analysisParameters") or []}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise errors.validation(f"The analysis template declares no parameter(s) {', '.join(unknown)}.",
-                                field="sqlParameters.parameters")
-    values = {}
-    for name, parameter in declared.items():
-        value = given.get(name, parameter.get("defaultValue"))
-        if value is None or value == "":
-            raise errors.validation(f"Parameter {name} has no default value; give it a value.",
-                                    field="sqlParameters.parameters")
-        problem = value_problem(parameter["type"], value)
-        if problem:
-            raise errors.validation(f"Parameter {name} ({parameter['type']}): {problem}",
-                                    field=f"sqlParameters.parameters.{name}")
-        values[name] = (parameter["type"], value)
+    values = runs.template_parameters(template, given, "sqlParameters.parameters")
     return template["doc"]["source"]["text"], template, values
 
 
@@ -433,14 +362,11 @@ def _check_tables_usable(plan, rows: dict, sources: dict, extras: dict, facts, r
         if sources[name] is None:
             raise policy.QueryRejected("INVALID_RESOURCE", f"The data of table `{name}` is not in its owner's "
                                        "catalog on this server.")
-        direct = schemas.status_details(row, facts)[0]
-        if direct["status"] != "READY":
-            reasons = "; ".join(f"{r['code']}: {r['message']}" for r in direct.get("reasons", []))
+        reasons = runs.not_ready(row, facts)
+        if reasons is not None:
             raise policy.QueryRejected("INVALID_RESOURCE", f"Table `{name}` is not ready for direct analysis "
                                        f"({reasons})")
-        allowed = ((row["rule_policy"] or {}).get("v1", {}).get(POLICY_MEMBERS[row["rule_type"]], {})
-                   .get("allowedResultReceivers") or [])
-        refused = [account for account in receivers if account not in allowed]
+        refused = runs.refused_receivers(row, receivers)
         if refused:
             raise policy.QueryRejected(
                 "RESOURCE_ACCESS_DENIED", f"The collaboration analysis rule of table `{name}` does not allow "
@@ -502,6 +428,3 @@ def _check_concurrency(ctx: RequestContext, conn: sa.Connection, membership_id: 
     ctx.quotas.check("concurrent_queries_per_membership", store.count_active(conn, membership_id=membership_id) + 1)
     ctx.quotas.check("concurrent_queries", store.count_active(conn, account_id=ctx.account_id) + 1)
 
-
-def _millis(seconds: float) -> int:
-    return max(0, int(round(seconds * 1000)))
