@@ -16,39 +16,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from opencleanrooms.storage.keyset import KeysetQuery
-from opencleanrooms.storage.schema import JSONDoc, Seq, metadata
+from opencleanrooms.storage import runs
+from opencleanrooms.storage.runs import ACTIVE_STATUSES  # noqa: F401  (part of this store's interface)
+from opencleanrooms.storage.schema import Seq, metadata
 
-ACTIVE_STATUSES = ("SUBMITTED", "STARTED", "CANCELLING")
 FINAL_STATUSES = ("SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT")
 
-protected_queries = sa.Table(
-    "protected_queries",
-    metadata,
-    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(36), nullable=False, unique=True),
-    sa.Column("region", sa.String(32), nullable=False),
-    sa.Column("account_id", sa.String(12), nullable=False),  # the member who ran it
-    sa.Column("collaboration_id", sa.String(36), sa.ForeignKey("collaborations.id"), nullable=False),
-    sa.Column("membership_id", sa.String(36), nullable=False),  # no foreign key: a query outlives a membership
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("create_time", sa.Float, nullable=False),
-    sa.Column("update_time", sa.Float, nullable=False),
-    sa.Column("doc", JSONDoc, nullable=False),
-    sa.Column("spec", JSONDoc, nullable=False),
-    sa.Column("runner", sa.String(64), nullable=True),  # the runner that claimed it
-    sa.Column("lease_until", sa.Float, nullable=True),
-    sa.Index("ix_protected_queries_status", "status", "seq"),
-    sa.Index("ix_protected_queries_account_status", "account_id", "status"),
-)
-
+protected_queries = runs.run_table(
+    "protected_queries", sa.Index("ix_protected_queries_account_status", "account_id", "status"))
 # One row per membership that sees the query: the runner's and each result receiver's.
-protected_query_views = sa.Table(
-    "protected_query_views",
-    metadata,
-    sa.Column("membership_id", sa.String(36), primary_key=True),
-    sa.Column("query_seq", sa.BigInteger, sa.ForeignKey("protected_queries.seq"), primary_key=True),
-)
+protected_query_views = runs.view_table("protected_query_views", protected_queries, "query_seq")
 
 # The query log of a membership whose collaboration and membership both log queries: what ran, by whom, how it
 # ended. Rows are written when the query is accepted and completed when it ends.
@@ -71,18 +48,21 @@ query_log = sa.Table(
 
 TABLES: list[sa.Table] = [protected_queries, protected_query_views, query_log]
 
-Q, V, L = protected_queries, protected_query_views, query_log
+L = query_log
 
-_PAGE = KeysetQuery(
-    sa.select(Q.c.seq, Q.c.id, Q.c.region, Q.c.account_id, Q.c.membership_id, Q.c.create_time, Q.c.status, Q.c.doc)
-    .select_from(V.join(Q, Q.c.seq == V.c.query_seq)),
-    Q.c.seq, {"membership_id": V.c.membership_id, "status": Q.c.status})
+_runs = runs.Runs(protected_queries, protected_query_views, "query_seq")
+get_visible = _runs.get_visible
+get = _runs.get
+page_for_membership = _runs.page_for_membership
+count_active = _runs.count_active
+claimable = _runs.claimable
+renew_leases = _runs.renew_leases
+abandoned = _runs.abandoned
 
 
 def insert(conn: sa.Connection, row: dict, viewers: list[str], log_memberships: list[str]) -> int:
     """A new query, visible to `viewers` (membership ids), logged for `log_memberships`."""
-    seq = conn.execute(Q.insert().values(**row)).inserted_primary_key[0]
-    conn.execute(V.insert(), [{"membership_id": m, "query_seq": seq} for m in dict.fromkeys(viewers)])
+    seq = _runs.insert(conn, row, viewers)
     if log_memberships:
         text = row["doc"].get("sqlParameters", {}).get("queryString") or row["spec"].get("log_text", "")
         conn.execute(L.insert(), [{
@@ -94,70 +74,17 @@ def insert(conn: sa.Connection, row: dict, viewers: list[str], log_memberships: 
     return seq
 
 
-def get_visible(conn: sa.Connection, membership_id: str, query_id: str):
-    """The query if that membership may see it, else None."""
-    return conn.execute(
-        sa.select(Q).select_from(V.join(Q, Q.c.seq == V.c.query_seq))
-        .where(V.c.membership_id == membership_id, Q.c.id == query_id)
-    ).mappings().first()
-
-
-def get(conn: sa.Connection, query_id: str):
-    return conn.execute(sa.select(Q).where(Q.c.id == query_id)).mappings().first()
-
-
-def page_for_membership(conn: sa.Connection, membership_id: str, status: str | None, after: int | None, limit: int):
-    """The queries the membership sees, newest first."""
-    return _PAGE.fetch(conn, after, limit, membership_id=membership_id, status=status)
-
-
-def count_active(conn: sa.Connection, *, account_id: str | None = None, membership_id: str | None = None) -> int:
-    query = sa.select(sa.func.count()).select_from(Q).where(Q.c.status.in_(ACTIVE_STATUSES))
-    if account_id is not None:
-        query = query.where(Q.c.account_id == account_id)
-    if membership_id is not None:
-        query = query.where(Q.c.membership_id == membership_id)
-    return conn.execute(query).scalar_one()
-
-
 def transition(conn: sa.Connection, query_id: str, from_statuses, status: str, now: float, *,
                doc: dict | None = None, **values) -> bool:
     """Move the query to `status` if it is in one of `from_statuses`; True when this call made the change. The
     query log follows the status."""
-    changes = dict(values, status=status, update_time=now)
-    if doc is not None:
-        changes["doc"] = doc
-    done = conn.execute(
-        Q.update().where(Q.c.id == query_id, Q.c.status.in_(tuple(from_statuses))).values(**changes)
-    ).rowcount == 1
+    done = _runs.transition(conn, query_id, from_statuses, status, now, doc=doc, **values)
     if done:
         error = (doc or {}).get("error") or {}
         conn.execute(L.update().where(L.c.query_id == query_id).values(
             status=status, end_time=now if status in FINAL_STATUSES else None,
             error_code=error.get("code"), error_message=error.get("message")))
     return done
-
-
-def claimable(conn: sa.Connection, limit: int) -> list[str]:
-    """Ids of the oldest SUBMITTED queries."""
-    return list(conn.execute(
-        sa.select(Q.c.id).where(Q.c.status == "SUBMITTED").order_by(Q.c.seq).limit(limit)).scalars())
-
-
-def renew_leases(conn: sa.Connection, query_ids: list[str], lease_until: float) -> list[str]:
-    """Extend the leases of running queries; returns those whose cancellation was asked for."""
-    if not query_ids:
-        return []
-    conn.execute(Q.update().where(Q.c.id.in_(query_ids), Q.c.status.in_(("STARTED", "CANCELLING")))
-                 .values(lease_until=lease_until))
-    return list(conn.execute(
-        sa.select(Q.c.id).where(Q.c.id.in_(query_ids), Q.c.status == "CANCELLING")).scalars())
-
-
-def abandoned(conn: sa.Connection, now: float) -> list[str]:
-    """Running queries whose runner stopped renewing the lease."""
-    return list(conn.execute(
-        sa.select(Q.c.id).where(Q.c.status.in_(("STARTED", "CANCELLING")), Q.c.lease_until < now)).scalars())
 
 
 def log_for_membership(conn: sa.Connection, membership_id: str, limit: int = 100):
