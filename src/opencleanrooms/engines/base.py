@@ -9,6 +9,7 @@ show a member: no server path, no data value, no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -165,3 +166,88 @@ class Engine(Protocol):
                 cancel: CancelToken) -> pyarrow.Table: ...
 
     def close(self) -> None: ...
+
+
+def check_request(tables: Sequence[TableScan], cancel: CancelToken, closed: bool) -> None:
+    """What every engine checks before it starts a query: it is open, the relation names are distinct, and the
+    query is not already cancelled."""
+    if closed:
+        raise EngineError("The query engine has been shut down", INTERNAL_ERROR, retryable=True)
+    names = [t.name for t in tables]
+    if len(set(names)) != len(names):
+        raise ValueError("relation names must be distinct")
+    if cancel.cancelled:
+        raise QueryCancelled()
+
+
+class Interrupter:
+    """The time limit and cancellation of one query: fires once (timeout or cancel), then calls `interrupt()`
+    every `every` seconds until stopped, so that an interrupt that lands between two operations is not lost.
+    Subclasses say what to interrupt (DuckDB connections, a Spark session) and how to release it in `stop()`."""
+
+    every = 0.1
+    thread_name = "engine-interrupt"
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def interrupt(self) -> None:
+        raise NotImplementedError
+
+    def fire(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is not None or self._stopped.is_set():
+                return
+            self.reason = reason
+        threading.Thread(target=self._run, name=self.thread_name, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self.interrupt()
+            self._stopped.wait(self.every)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def check(self, limits: Limits) -> None:
+        if self.reason:
+            raise self.error(limits)
+
+    def error(self, limits: Limits) -> EngineError:
+        if self.reason == "timeout":
+            return QueryTimedOut(f"The query did not finish within its time limit of {limits.timeout_seconds:g} "
+                                 f"seconds")
+        return QueryCancelled()
+
+    def failure(self, exc: BaseException, limits: Limits, map_error: Callable[[BaseException], EngineError]):
+        """The EngineError to raise for `exc`: the timeout or cancellation if one fired (whatever the engine
+        reported as it was interrupted), else `exc` itself if it is one, else `map_error(exc)`."""
+        if self.reason:
+            return self.error(limits)
+        return exc if isinstance(exc, EngineError) else map_error(exc)
+
+    @contextlib.contextmanager
+    def armed(self, limits: Limits, cancel: CancelToken):
+        """Fire on the time limit or on `cancel` while the block runs; then stop (releasing what was attached)."""
+        timer = threading.Timer(limits.timeout_seconds, self.fire, args=("timeout",))
+        timer.daemon = True
+        unregister = cancel.register(lambda: self.fire("cancel"))
+        timer.start()
+        try:
+            yield self
+        finally:
+            timer.cancel()
+            unregister()
+            self.stop()
+
+
+def first_line(text: str, tables: Sequence[TableScan], pathish: re.Pattern) -> str:
+    """An engine message fit to show a member: its first line, the tables' files named by the tables' labels,
+    any other path (as `pathish` matches the engine's paths) replaced by `<path>`, at most 500 characters."""
+    line = text.strip().splitlines()[0] if text.strip() else "The query is not valid"
+    for table in tables:
+        for path in table.scan.files:
+            line = line.replace(path, table.display)
+    return pathish.sub("<path>", line)[:500]

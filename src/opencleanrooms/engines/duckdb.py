@@ -47,10 +47,11 @@ from opencleanrooms.engines.base import (
     MALFORMED_QUERY,
     CancelToken,
     EngineError,
+    Interrupter,
     Limits,
-    QueryCancelled,
-    QueryTimedOut,
     TableScan,
+    check_request,
+    first_line,
 )
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ _CONFIG = {
     "allow_community_extensions": False,
     "allow_unsigned_extensions": False,
 }
-_INTERRUPT_EVERY = 0.05
 _PATHISH = re.compile(r"(?:file://)?(?:/[^\s'\"/]+)+/?")
 
 
@@ -109,13 +109,7 @@ class DuckDBEngine:
 
     def execute(self, sql: str, tables: Sequence[TableScan], limits: Limits, cancel: CancelToken):
         """Run `sql` over `tables` within `limits`; the result as a `pyarrow.Table`. Raises EngineError."""
-        if self._closed:
-            raise EngineError("The query engine has been shut down", INTERNAL_ERROR, retryable=True)
-        names = [t.name for t in tables]
-        if len(set(names)) != len(names):
-            raise ValueError("relation names must be distinct")
-        if cancel.cancelled:
-            raise QueryCancelled()
+        check_request(tables, cancel, self._closed)
         try:
             if self.work_dir:
                 os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
@@ -125,12 +119,8 @@ class DuckDBEngine:
             raise EngineError("The query engine could not prepare the query", INTERNAL_ERROR,
                               retryable=True) from None
         guard = _Interrupter()
-        timer = threading.Timer(limits.timeout_seconds, guard.fire, args=("timeout",))
-        timer.daemon = True
-        unregister = cancel.register(lambda: guard.fire("cancel"))
-        timer.start()
         try:
-            try:
+            with guard.armed(limits, cancel):  # stopping it closes the connections
                 loader = guard.add(self._loader(limits))
                 sandbox = guard.add(self._connect(limits, work))
                 keep = [_expose(sandbox, loader, table, work) for table in tables]
@@ -141,18 +131,9 @@ class DuckDBEngine:
                 result = relation.to_arrow_table() if relation is not None else _empty_table()
                 del keep
                 return result
-            except EngineError:
-                if guard.reason:
-                    raise guard.error(limits) from None
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an EngineError with a safe message
-                if guard.reason:
-                    raise guard.error(limits) from None
-                raise _map_error(exc, tables, limits) from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an EngineError with a safe message
+            raise guard.failure(exc, limits, lambda e: _map_error(e, tables, limits)) from None
         finally:
-            timer.cancel()
-            unregister()
-            guard.stop()  # and closes the connections
             shutil.rmtree(work, ignore_errors=True)
 
     def _connect(self, limits: Limits, work: str):
@@ -185,15 +166,16 @@ class DuckDBEngine:
             raise EngineError("Only SELECT queries can be run", MALFORMED_QUERY)
 
 
-class _Interrupter:
-    """Fires once (timeout or cancel), then interrupts every open connection every 50 ms until stopped. Owns the
-    connections' closing, so that a connection is never interrupted while (or after) it is closed."""
+class _Interrupter(Interrupter):
+    """Interrupts every open connection of the query. Interrupts and closes hold the lock, so that a connection
+    is never interrupted while (or after) it is closed."""
+
+    every = 0.05
+    thread_name = "duckdb-interrupt"
 
     def __init__(self) -> None:
-        self.reason: str | None = None
+        super().__init__()
         self._connections: list = []
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
 
     def add(self, con):
         with self._lock:
@@ -207,35 +189,20 @@ class _Interrupter:
             with contextlib.suppress(Exception):
                 con.close()
 
-    def fire(self, reason: str) -> None:
+    def interrupt(self) -> None:
         with self._lock:
-            if self.reason is not None or self._stopped.is_set():
-                return
-            self.reason = reason
-        threading.Thread(target=self._run, name="duckdb-interrupt", daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            with self._lock:
-                for con in self._connections:
-                    with contextlib.suppress(Exception):
-                        con.interrupt()
-            self._stopped.wait(_INTERRUPT_EVERY)
+            for con in self._connections:
+                with contextlib.suppress(Exception):
+                    con.interrupt()
 
     def stop(self) -> None:
         """Stop interrupting and close every connection still open."""
-        self._stopped.set()
+        super().stop()
         with self._lock:
             connections, self._connections = self._connections, []
             for con in connections:
                 with contextlib.suppress(Exception):
                     con.close()
-
-    def error(self, limits: Limits) -> EngineError:
-        if self.reason == "timeout":
-            return QueryTimedOut(f"The query did not finish within its time limit of {limits.timeout_seconds:g} "
-                                 f"seconds")
-        return QueryCancelled()
 
 
 def _expose(sandbox, loader, table: TableScan, work: str):
@@ -374,12 +341,7 @@ def _looks_like_data_read(exc: BaseException) -> bool:
 
 
 def _first_line(text: str, tables: Sequence[TableScan]) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "The query is not valid"
-    for table in tables:
-        for path in table.scan.files:
-            line = line.replace(path, table.display)
-    line = _PATHISH.sub("<path>", line)
-    return line[:500]
+    return first_line(text, tables, _PATHISH)
 
 
 def _empty_table():

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import warnings
 from collections.abc import Sequence
 
@@ -44,10 +43,11 @@ from opencleanrooms.engines.base import (
     CancelToken,
     EngineError,
     EngineUnavailable,
+    Interrupter,
     Limits,
-    QueryCancelled,
-    QueryTimedOut,
     TableScan,
+    check_request,
+    first_line,
 )
 from opencleanrooms.catalog.reader import sniff_delimiter
 
@@ -57,7 +57,6 @@ logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
 
 TRANSIENT_ERROR = "TRANSIENT_ERROR"
 SETUP_HINT = "the spark engine needs pyspark: pip install 'opencleanrooms[spark]'"
-_INTERRUPT_EVERY = 0.2
 _PATHISH = re.compile(r"(?:(?:file|s3a?|hdfs):/)?(?:/[^\s'\"/`\]]+)+/?")
 
 # The one error policy of both engines (see policy/transpile.py): Spark's non-ANSI semantics, in UTC.
@@ -100,21 +99,11 @@ class SparkEngine:
 
     def execute(self, sql: str, tables: Sequence[TableScan], limits: Limits, cancel: CancelToken):
         """Run `sql` (Spark SQL) over `tables` within `limits`; the result as a `pyarrow.Table`."""
-        if self._closed:
-            raise EngineError("The query engine has been shut down", INTERNAL_ERROR, retryable=True)
-        names = [t.name for t in tables]
-        if len(set(names)) != len(names):
-            raise ValueError("relation names must be distinct")
-        if cancel.cancelled:
-            raise QueryCancelled()
+        check_request(tables, cancel, self._closed)
         if self.select_only:
-            _check_statement(sql, names)
+            _check_statement(sql, [t.name for t in tables])
         guard = _Interrupter()
-        timer = threading.Timer(limits.timeout_seconds, guard.fire, args=("timeout",))
-        timer.daemon = True
-        unregister = cancel.register(lambda: guard.fire("cancel"))
-        timer.start()
-        try:
+        with guard.armed(limits, cancel):  # stopping it releases the session
             session = guard.attach(self._session())
             try:
                 self._configure(session, limits)
@@ -125,18 +114,8 @@ class SparkEngine:
                 result = session.sql(sql).toArrow()
                 guard.check(limits)
                 return _normalize(result)
-            except EngineError:
-                if guard.reason:
-                    raise guard.error(limits) from None
-                raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes an EngineError with a safe message
-                if guard.reason:
-                    raise guard.error(limits) from None
-                raise _map_error(exc, tables) from None
-        finally:
-            timer.cancel()
-            unregister()
-            guard.stop()  # and releases the session
+                raise guard.failure(exc, limits, lambda e: _map_error(e, tables)) from None
 
     def _session(self):
         from pyspark.sql.connect.session import SparkSession
@@ -174,53 +153,35 @@ def resource_settings(hints: dict | None) -> dict[str, str]:
     return {"spark.sql.shuffle.partitions": str(number * WORKER_VCPUS.get(kind, 4))}
 
 
-class _Interrupter:
-    """Fires once (timeout or cancel), then interrupts the session's operations every 200 ms until stopped."""
+class _Interrupter(Interrupter):
+    """Interrupts every operation of the query's Spark Connect session."""
+
+    every = 0.2
+    thread_name = "spark-interrupt"
 
     def __init__(self) -> None:
-        self.reason: str | None = None
+        super().__init__()
         self._session = None
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
 
     def attach(self, session):
         with self._lock:
             self._session = session
         return session
 
-    def fire(self, reason: str) -> None:
+    def interrupt(self) -> None:
         with self._lock:
-            if self.reason is not None or self._stopped.is_set():
-                return
-            self.reason = reason
-        threading.Thread(target=self._run, name="spark-interrupt", daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            with self._lock:
-                session = self._session
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    session.interruptAll()
-            self._stopped.wait(_INTERRUPT_EVERY)
-
-    def check(self, limits: Limits) -> None:
-        if self.reason:
-            raise self.error(limits)
+            session = self._session
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.interruptAll()
 
     def stop(self) -> None:
-        self._stopped.set()
+        super().stop()
         with self._lock:
             session, self._session = self._session, None
         if session is not None:
             with contextlib.suppress(Exception):
                 session.stop()  # releases the server-side session and its temporary views
-
-    def error(self, limits: Limits) -> EngineError:
-        if self.reason == "timeout":
-            return QueryTimedOut(f"The query did not finish within its time limit of {limits.timeout_seconds:g} "
-                                 f"seconds")
-        return QueryCancelled()
 
 
 def _check_statement(sql: str, names: Sequence[str]) -> None:
@@ -373,12 +334,7 @@ def _map_error(exc: BaseException, tables: Sequence[TableScan]) -> EngineError:
 
 
 def _first_line(text: str, tables: Sequence[TableScan] = ()) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "The query is not valid"
-    for table in tables:
-        for path in table.scan.files:
-            line = line.replace(path, table.display)
-    line = _PATHISH.sub("<path>", line)
-    return line[:500]
+    return first_line(text, tables, _PATHISH)
 
 
 def _ident(name: str) -> str:
