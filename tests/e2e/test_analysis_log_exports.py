@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 
-import boto3
 import pytest
 
 from tests.catalog.conftest import S3_KEY, S3_SECRET
-from tests.e2e.test_analysis_templates import _start_moto
 from tests.e2e.test_protected_queries import build_world, start, wait
 from tests.e2e.test_query_runner import Party
 from tests.support.builders import all_pages, raises
+from tests.support.moto import MotoS3
 from tests.support.server import ServerProcess
 
 ABILITY = "CAN_EXPORT_QUERY_ANALYSIS_LOG"
@@ -243,23 +242,17 @@ def test_other_accounts_reach_no_export(party, world):
 @pytest.fixture(scope="module")
 def s3_world(tmp_path_factory):
     base = tmp_path_factory.mktemp("log-exports-s3")
-    moto, endpoint = _start_moto(base)
-    config = base / "config.toml"
-    config.write_text(f'[s3]\nendpoint_url = "{endpoint}"\nregion = "us-east-1"\naccess_key_id = "{S3_KEY}"\n'
-                      f'secret_access_key = "{S3_SECRET}"\n')
-    server = ServerProcess(base / "server", "--config", str(config)).start()
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY,
-                      aws_secret_access_key=S3_SECRET)
-    for bucket in ("alice-results", "alice-logs"):
-        s3.create_bucket(Bucket=bucket)
-    world = build_world(server, lambda: Party(server), base,
-                        alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS", ABILITY))
-    world.query = wait(world.alice.client, world.mid(world.alice), start(world, SQL)["id"])
-    assert world.query["status"] == "SUCCESS", world.query
-    yield server, s3, world
-    server.stop()
-    moto.terminate()
-    moto.wait(timeout=10)
+    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
+        server = ServerProcess(base / "server", "--config", str(moto.server_config(base / "config.toml"))).start()
+        s3 = moto.client()
+        for bucket in ("alice-results", "alice-logs"):
+            s3.create_bucket(Bucket=bucket)
+        world = build_world(server, lambda: Party(server), base,
+                            alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS", ABILITY))
+        world.query = wait(world.alice.client, world.mid(world.alice), start(world, SQL)["id"])
+        assert world.query["status"] == "SUCCESS", world.query
+        yield server, s3, world
+        server.stop()
 
 
 def test_an_export_is_written_to_s3_through_the_servers_settings(s3_world):

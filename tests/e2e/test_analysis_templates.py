@@ -7,14 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-import boto3
 import pytest
 
 from opencleanrooms.catalog import commands as catalog_commands
@@ -39,7 +34,8 @@ from tests.e2e.test_table_associations import (  # noqa: F401  (`account` is a f
     table_rule,
 )
 from tests.support.builders import all_pages, raises
-from tests.support.server import ServerProcess, free_port
+from tests.support.moto import MotoS3
+from tests.support.server import ServerProcess
 
 QUERY = ("SELECT c.segment, COUNT(DISTINCT c.user_id) AS users FROM customers c JOIN impressions i "
          "ON c.user_id = i.user_id WHERE i.clicks >= :min_clicks GROUP BY c.segment")
@@ -621,45 +617,16 @@ def test_tags_on_templates(server, world):
 # ------------------------------------------------------------------------------------------------ PySpark, quota
 
 
-def _start_moto(log_dir) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(log_dir / "moto.log", "wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("moto server exited")
-        try:
-            urllib.request.urlopen(endpoint + "/", timeout=1)
-            return process, endpoint
-        except urllib.error.HTTPError:
-            return process, endpoint
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
     """A server of its own, with moto's S3 as its S3 endpoint and room for 2 analysis templates per membership;
     and an S3 client for that endpoint."""
     base = tmp_path_factory.mktemp("templates-s3")
-    moto, endpoint = _start_moto(base)
-    config = base / "config.toml"
-    config.write_text(f'[s3]\nendpoint_url = "{endpoint}"\nregion = "us-east-1"\naccess_key_id = "{S3_KEY}"\n'
-                      f'secret_access_key = "{S3_SECRET}"\n')
-    process = ServerProcess(base / "server", "--config", str(config), "--quota", "analysis_templates=2").start()
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY,
-                      aws_secret_access_key=S3_SECRET)
-    yield process, s3
-    process.stop()
-    moto.terminate()
-    moto.wait(timeout=10)
+    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
+        config = moto.server_config(base / "config.toml")
+        process = ServerProcess(base / "server", "--config", str(config), "--quota", "analysis_templates=2").start()
+        yield process, moto.client()
+        process.stop()
 
 
 def _spark_world(server):

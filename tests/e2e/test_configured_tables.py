@@ -7,12 +7,9 @@ checked against the model by the clients' conformance hook.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from importlib import resources
 
 import boto3
@@ -29,7 +26,8 @@ from opencleanrooms.storage import tags as tag_store
 from opencleanrooms.storage.database import Database
 from tests.support.backend import database_url
 from tests.support.builders import all_pages, raises
-from tests.support.server import ServerProcess, free_port
+from tests.support.moto import MotoS3
+from tests.support.server import ServerProcess
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 SAMPLES = resources.files("opencleanrooms.samples")
@@ -639,28 +637,8 @@ S3_KEY, S3_SECRET = "configuredtablestest", "configured-tables-test-secret"
 @pytest.fixture(scope="module")
 def moto_s3(tmp_path_factory):
     """moto's standalone server as an S3-compatible endpoint, in its own process."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/", timeout=1)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"moto did not start: {log_path.read_text(errors='replace')[-2000:]}") from None
-            time.sleep(0.1)
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+    with MotoS3(tmp_path_factory.mktemp("moto"), key=S3_KEY, secret=S3_SECRET) as moto:
+        yield moto.endpoint
 
 
 def test_glue_table_on_s3_is_read_with_the_servers_s3_settings(moto_s3, tmp_path):

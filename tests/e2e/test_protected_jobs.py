@@ -14,16 +14,16 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import boto3
 import duckdb
 import pytest
 
 from opencleanrooms.catalog import S3Settings
 from opencleanrooms.catalog import commands as catalog_commands
 from opencleanrooms.results import read_result
-from tests.e2e.test_analysis_templates import S3_KEY, S3_SECRET, _start_moto
+from tests.e2e.test_analysis_templates import S3_KEY, S3_SECRET
 from tests.e2e.test_protected_queries import write_tables
 from tests.support.builders import all_pages, raises
+from tests.support.moto import MotoS3
 from tests.support.server import ServerProcess
 
 ROLE = "arn:aws:iam::111122223333:role/cleanrooms-jobs"
@@ -110,17 +110,12 @@ class Party:
 @pytest.fixture(scope="module")
 def jobs_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("jobs")
-    moto, endpoint = _start_moto(base)
-    config = base / "config.toml"
-    config.write_text(f'[s3]\nendpoint_url = "{endpoint}"\nregion = "us-east-1"\naccess_key_id = "{S3_KEY}"\n'
-                      f'secret_access_key = "{S3_SECRET}"\n')
-    server = ServerProcess(base / "server", "--config", str(config), "--job-timeout", "300").start()
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY,
-                      aws_secret_access_key=S3_SECRET)
-    yield server, s3, S3Settings(endpoint_url=endpoint, access_key_id=S3_KEY, secret_access_key=S3_SECRET), config
-    server.stop()
-    moto.terminate()
-    moto.wait(timeout=10)
+    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
+        config = moto.server_config(base / "config.toml")
+        server = ServerProcess(base / "server", "--config", str(config), "--job-timeout", "300").start()
+        yield (server, moto.client(),
+               S3Settings(endpoint_url=moto.endpoint, access_key_id=S3_KEY, secret_access_key=S3_SECRET), config)
+        server.stop()
 
 
 def build_world(server, s3, s3_settings, tmp_path, *, approve=True, script=SCRIPT, detailed=False) -> tuple:

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.catalog.conftest import S3_KEY, S3_SECRET
-from tests.e2e.test_analysis_templates import _start_moto
 from tests.e2e.test_protected_queries import build_world, expected, start, wait
 from tests.e2e.test_query_runner import Party
+from tests.support.moto import MotoS3
 from tests.support.server import ServerProcess
 
 SQL = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users, SUM(i.clicks) AS clicks FROM customers c "
@@ -28,20 +28,14 @@ PLAIN = ("SELECT c.segment, COUNT(DISTINCT i.user_id), SUM(i.clicks) FROM custom
 @pytest.fixture(scope="module")
 def s3_world(tmp_path_factory):
     base = tmp_path_factory.mktemp("results-s3")
-    moto, endpoint = _start_moto(base)
-    config = base / "config.toml"
-    config.write_text(f'[s3]\nendpoint_url = "{endpoint}"\nregion = "us-east-1"\naccess_key_id = "{S3_KEY}"\n'
-                      f'secret_access_key = "{S3_SECRET}"\n')
-    server = ServerProcess(base / "server", "--config", str(config)).start()
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_KEY,
-                      aws_secret_access_key=S3_SECRET)
-    for bucket in ("alice-results", "wrangler-results"):
-        s3.create_bucket(Bucket=bucket)
-    world = build_world(server, lambda: Party(server), base)
-    yield server, s3, endpoint, world
-    server.stop()
-    moto.terminate()
-    moto.wait(timeout=10)
+    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
+        server = ServerProcess(base / "server", "--config", str(moto.server_config(base / "config.toml"))).start()
+        s3 = moto.client()
+        for bucket in ("alice-results", "wrangler-results"):
+            s3.create_bucket(Bucket=bucket)
+        world = build_world(server, lambda: Party(server), base)
+        yield server, s3, moto.endpoint, world
+        server.stop()
 
 
 def test_results_are_written_to_the_s3_location_reported(s3_world):
