@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from tests.support import backend
+from tests.support.builders import Party
 from tests.support.server import ServerProcess
 
 _private_postgres = None
@@ -80,15 +81,6 @@ def server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("server"), *SHARED_SERVER_QUOTAS).start()
     yield process
     process.stop()
-
-
-class Party:
-    """An account with its own checked boto3 client."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.account = server.new_account()
-        self.id = self.account.account_id
-        self.client = server.client(self.account)
 
 
 @pytest.fixture

@@ -18,12 +18,10 @@ import duckdb
 import pytest
 
 from opencleanrooms.catalog import S3Settings
-from opencleanrooms.catalog import commands as catalog_commands
 from opencleanrooms.results import read_result
-from tests.e2e.test_analysis_templates import S3_KEY, S3_SECRET
-from tests.e2e.test_protected_queries import write_tables
-from tests.support.builders import all_pages, raises
-from tests.support.moto import MotoS3
+from tests.e2e.test_protected_queries import catalog_tables
+from tests.support.builders import Party, all_pages, raises
+from tests.support.moto import S3_KEY, S3_SECRET, MotoS3
 from tests.support.server import ServerProcess
 
 ROLE = "arn:aws:iam::111122223333:role/cleanrooms-jobs"
@@ -100,17 +98,10 @@ class World:
         return self.memberships[who.id]["id"]
 
 
-class Party:
-    def __init__(self, server: ServerProcess) -> None:
-        self.account = server.new_account()
-        self.id = self.account.account_id
-        self.client = server.client(self.account)
-
-
 @pytest.fixture(scope="module")
 def jobs_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("jobs")
-    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
+    with MotoS3(base) as moto:
         config = moto.server_config(base / "config.toml")
         server = ServerProcess(base / "server", "--config", str(config), "--job-timeout", "300").start()
         yield (server, moto.client(),
@@ -122,11 +113,7 @@ def build_world(server, s3, s3_settings, tmp_path, *, approve=True, script=SCRIP
     """Alice and Bob in a SPARK collaboration, each with a table whose CUSTOM rule allows (after approval) Alice's
     PySpark template; returns the world and the template."""
     alice, bob = Party(server), Party(server)
-    paths = write_tables(tmp_path)
-    catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="customers",
-                               location=paths["customers"])
-    catalog_commands.add_table(server.db, account_id=bob.id, database="ads", table="impressions",
-                               location=paths["impressions"])
+    paths = catalog_tables(server, alice, bob, tmp_path)
     collaboration = alice.client.create_collaboration(
         name="jobs", description="customers x impressions, in PySpark", creatorDisplayName="Alice",
         creatorMemberAbilities=["CAN_RUN_JOB", "CAN_RECEIVE_RESULTS"], queryLogStatus="DISABLED",

@@ -50,6 +50,16 @@ class World:
         return self.memberships[who.id]["id"]
 
 
+def catalog_tables(server, alice, bob, tmp_path) -> dict:
+    """Write the two tables and put them in the owners' catalogs: alice's crm.customers, bob's ads.impressions."""
+    paths = write_tables(tmp_path)
+    catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="customers",
+                               location=paths["customers"])
+    catalog_commands.add_table(server.db, account_id=bob.id, database="ads", table="impressions",
+                               location=paths["impressions"])
+    return paths
+
+
 def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rule=None, rule_type="AGGREGATION",
                 bob_abilities=(), alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS"), query_log="DISABLED",
                 receivers=None, bob_pays=False) -> World:
@@ -57,11 +67,7 @@ def build_world(server, party, tmp_path, *, customers_rule=None, impressions_rul
     alice, bob = party(), party()
     pays = {"queryCompute": {"isResponsible": True}}
     payment = {"creatorPaymentConfiguration": {"queryCompute": {"isResponsible": False}}} if bob_pays else {}
-    paths = write_tables(tmp_path)
-    catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="customers",
-                               location=paths["customers"])
-    catalog_commands.add_table(server.db, account_id=bob.id, database="ads", table="impressions",
-                               location=paths["impressions"])
+    paths = catalog_tables(server, alice, bob, tmp_path)
     collaboration = alice.client.create_collaboration(
         name="reach", description="customers x impressions", creatorDisplayName="Alice",
         creatorMemberAbilities=list(alice_abilities), queryLogStatus=query_log,

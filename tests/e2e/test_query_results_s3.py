@@ -15,7 +15,7 @@ import pytest
 
 from tests.catalog.conftest import S3_KEY, S3_SECRET
 from tests.e2e.test_protected_queries import build_world, expected, start, wait
-from tests.e2e.test_query_runner import Party
+from tests.support.builders import Party
 from tests.support.moto import MotoS3
 from tests.support.server import ServerProcess
 

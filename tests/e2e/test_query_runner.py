@@ -10,14 +10,8 @@ import signal
 import time
 
 from tests.e2e.test_protected_queries import FINAL, SLOW, build_world, rows, start, wait, wait_for
+from tests.support.builders import Party
 from tests.support.server import ServerProcess
-
-
-class Party:
-    def __init__(self, server: ServerProcess) -> None:
-        self.account = server.new_account()
-        self.id = self.account.account_id
-        self.client = server.client(self.account)
 
 
 def test_a_query_past_its_time_limit_ends_timed_out(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from opencleanrooms.results import read_result
 from tests.e2e.test_protected_queries import build_world, expected, start, wait
+from tests.support.builders import Party
 from tests.support.server import ServerProcess
 
 QUERY = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users, SUM(i.clicks) AS clicks "
@@ -22,13 +23,6 @@ QUERY = ("SELECT c.segment, COUNT(DISTINCT i.user_id) AS users, SUM(i.clicks) AS
 CUSTOM = ("SELECT c.age_band, CAST(MAX(c.segment) AS INT) AS seg_number, SUM(i.clicks) / 0 AS by_zero, "
           "date_add(DATE '2024-02-28', CAST(c.age_band AS INT)) AS day, COUNT(*) AS n "
           "FROM customers c JOIN impressions i ON c.user_id = i.user_id GROUP BY c.age_band ORDER BY c.age_band")
-
-
-class Party:
-    def __init__(self, server: ServerProcess) -> None:
-        self.account = server.new_account()
-        self.id = self.account.account_id
-        self.client = server.client(self.account)
 
 
 @pytest.fixture(scope="module")

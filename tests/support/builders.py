@@ -6,6 +6,15 @@ import botocore.exceptions
 import pytest
 
 
+class Party:
+    """An account of a test server with its own checked boto3 client."""
+
+    def __init__(self, server) -> None:
+        self.account = server.new_account()
+        self.id = self.account.account_id
+        self.client = server.client(self.account)
+
+
 def member(party, abilities=(), display_name=None, **extra) -> dict:
     spec = {"accountId": party.id, "memberAbilities": list(abilities),
             "displayName": display_name or f"member {party.id}"}
