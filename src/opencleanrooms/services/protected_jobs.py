@@ -18,11 +18,9 @@ import sqlalchemy as sa
 
 from opencleanrooms.services import errors, locks, schemas
 from opencleanrooms.services import protected_runs as runs
-from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_templates import PYSPARK
 from opencleanrooms.services.configured_tables import reference_kind
 from opencleanrooms.services.context import RequestContext
-from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import analysis_templates as template_store
 from opencleanrooms.storage import protected_jobs as store
@@ -79,24 +77,13 @@ def start_protected_job(ctx: RequestContext, params: dict) -> dict:
 
 @operation("GetProtectedJob")
 def get_protected_job(ctx: RequestContext, params: dict) -> dict:
-    membership_id = params["membershipIdentifier"]
-    with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        row = runs.visible(store, conn, membership_id, params["protectedJobIdentifier"], "job")
+    row, membership = runs.read(ctx, store, params["membershipIdentifier"], params["protectedJobIdentifier"], "job")
     return {"protectedJob": job_view(row, membership)}
 
 
 @operation("ListProtectedJobs")
 def list_protected_jobs(ctx: RequestContext, params: dict):
-    membership_id, status = params["membershipIdentifier"], params.get("status")
-    with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-
-    def fetch(conn, after, limit):
-        return store.page_for_membership(conn, membership_id, status, after, limit)
-
-    return list_page(ctx, params, "protectedJobs", (membership_id, status), fetch,
-                     render=lambda row: runs.summary(row, membership))
+    return runs.list_runs(ctx, params, store, "protectedJobs", runs.summary)
 
 
 @operation("UpdateProtectedJob")

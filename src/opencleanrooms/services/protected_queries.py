@@ -24,11 +24,9 @@ from opencleanrooms import catalog, policy
 from opencleanrooms.privacy.costs import BudgetExhausted
 from opencleanrooms.services import errors, locks, privacy_budgets, schemas
 from opencleanrooms.services import protected_runs as runs
-from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.configured_tables import reference_kind
 from opencleanrooms.services.context import RequestContext
-from opencleanrooms.services.pagination import list_page
 from opencleanrooms.services.registry import operation
 from opencleanrooms.storage import analysis_templates as template_store
 from opencleanrooms.storage import protected_queries as store
@@ -181,24 +179,14 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
 
 @operation("GetProtectedQuery")
 def get_protected_query(ctx: RequestContext, params: dict) -> dict:
-    membership_id = params["membershipIdentifier"]
-    with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-        row = runs.visible(store, conn, membership_id, params["protectedQueryIdentifier"], "query")
+    row, membership = runs.read(ctx, store, params["membershipIdentifier"], params["protectedQueryIdentifier"],
+                                "query")
     return {"protectedQuery": query_view(row, membership)}
 
 
 @operation("ListProtectedQueries")
 def list_protected_queries(ctx: RequestContext, params: dict):
-    membership_id, status = params["membershipIdentifier"], params.get("status")
-    with ctx.db.read() as conn:
-        membership = owned_membership(conn, ctx, membership_id)
-
-    def fetch(conn, after, limit):
-        return store.page_for_membership(conn, membership_id, status, after, limit)
-
-    return list_page(ctx, params, "protectedQueries", (membership_id, status), fetch,
-                     render=lambda row: _summary(row, membership))
+    return runs.list_runs(ctx, params, store, "protectedQueries", _summary)
 
 
 @operation("UpdateProtectedQuery")

@@ -16,6 +16,7 @@ from opencleanrooms.services import arns, errors, schemas
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.analysis_rules import POLICY_MEMBERS
 from opencleanrooms.services.context import RequestContext
+from opencleanrooms.services.pagination import list_page
 from opencleanrooms.storage import collaborations as collaboration_store
 from opencleanrooms.storage import memberships as membership_store
 
@@ -142,3 +143,23 @@ def cancel(ctx: RequestContext, store: ModuleType, membership_id: str, run_id: s
 
 def millis(seconds: float) -> int:
     return max(0, round(seconds * 1000))
+
+
+def read(ctx: RequestContext, store: ModuleType, membership_id: str, run_id: str, noun: str):
+    """Get: (the run, the caller's membership) if the caller's membership may see the run."""
+    with ctx.db.read() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+        return visible(store, conn, membership_id, run_id, noun), membership
+
+
+def list_runs(ctx: RequestContext, params: dict, store: ModuleType, key: str, render):
+    """List: the runs the caller's membership sees, newest first, optionally of one status, rendered by
+    `render(row, membership)` under `key` of the output."""
+    membership_id, status = params["membershipIdentifier"], params.get("status")
+    with ctx.db.read() as conn:
+        membership = owned_membership(conn, ctx, membership_id)
+
+    def fetch(conn, after, limit):
+        return store.page_for_membership(conn, membership_id, status, after, limit)
+
+    return list_page(ctx, params, key, (membership_id, status), fetch, render=lambda row: render(row, membership))
