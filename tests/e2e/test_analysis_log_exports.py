@@ -9,11 +9,9 @@ import uuid
 
 import pytest
 
-from tests.catalog.conftest import S3_KEY, S3_SECRET
 from tests.e2e.test_protected_queries import build_world, start, wait
-from tests.support.builders import Party, all_pages, raises
-from tests.support.moto import MotoS3
-from tests.support.server import ServerProcess
+from tests.e2e.test_query_results_s3 import s3_query_world
+from tests.support.builders import all_pages, raises
 
 ABILITY = "CAN_EXPORT_QUERY_ANALYSIS_LOG"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -240,18 +238,11 @@ def test_other_accounts_reach_no_export(party, world):
 
 @pytest.fixture(scope="module")
 def s3_world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("log-exports-s3")
-    with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
-        server = ServerProcess(base / "server", "--config", str(moto.server_config(base / "config.toml"))).start()
-        s3 = moto.client()
-        for bucket in ("alice-results", "alice-logs"):
-            s3.create_bucket(Bucket=bucket)
-        world = build_world(server, lambda: Party(server), base,
-                            alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS", ABILITY))
+    with s3_query_world(tmp_path_factory.mktemp("log-exports-s3"), ("alice-results", "alice-logs"),
+                        alice_abilities=("CAN_QUERY", "CAN_RECEIVE_RESULTS", ABILITY)) as (server, s3, _, world):
         world.query = wait(world.alice.client, world.mid(world.alice), start(world, SQL)["id"])
         assert world.query["status"] == "SUCCESS", world.query
         yield server, s3, world
-        server.stop()
 
 
 def test_an_export_is_written_to_s3_through_the_servers_settings(s3_world):

@@ -20,7 +20,7 @@ import pytest
 from opencleanrooms.catalog import S3Settings
 from opencleanrooms.results import read_result
 from tests.e2e.test_protected_queries import catalog_tables
-from tests.support.builders import Party, all_pages, raises
+from tests.support.builders import Party, all_pages, poll, raises
 from tests.support.moto import S3_KEY, S3_SECRET, MotoS3
 from tests.support.server import ServerProcess
 
@@ -183,13 +183,9 @@ def start(world: World, template: dict, **extra) -> dict:
 
 
 def wait_for(client, membership_id: str, job_id: str, statuses=FINAL, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get_protected_job(membershipIdentifier=membership_id,
-                                       protectedJobIdentifier=job_id)["protectedJob"]
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
+    return poll(lambda: client.get_protected_job(membershipIdentifier=membership_id,
+                                                 protectedJobIdentifier=job_id)["protectedJob"],
+                statuses, timeout, 0.2)
 
 
 def job_objects(world: World, job_id: str) -> list[str]:

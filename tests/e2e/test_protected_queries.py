@@ -16,7 +16,7 @@ import pytest
 
 from opencleanrooms.catalog import commands as catalog_commands
 from opencleanrooms.results import read_result
-from tests.support.builders import all_pages, raises
+from tests.support.builders import all_pages, poll, raises
 
 ROLE = "arn:aws:iam::111122223333:role/cleanrooms-table-access"
 FINAL = {"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -137,13 +137,9 @@ def wait(client, membership_id: str, query_id: str, timeout: float = 60) -> dict
 
 
 def wait_for(client, membership_id: str, query_id: str, statuses, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        query = client.get_protected_query(membershipIdentifier=membership_id,
-                                           protectedQueryIdentifier=query_id)["protectedQuery"]
-        if query["status"] in statuses or time.monotonic() > deadline:
-            return query
-        time.sleep(0.05)
+    return poll(lambda: client.get_protected_query(membershipIdentifier=membership_id,
+                                                   protectedQueryIdentifier=query_id)["protectedQuery"],
+                statuses, timeout, 0.05)
 
 
 def run(world: World, sql: str, **extra) -> dict:

@@ -7,6 +7,7 @@ the standard `AWS_ENDPOINT_URL_<SERVICE>` variables.
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import boto3
@@ -25,17 +26,26 @@ PLAIN = ("SELECT c.segment, COUNT(DISTINCT i.user_id), SUM(i.clicks) FROM custom
          "ON c.user_id = i.user_id GROUP BY c.segment")
 
 
-@pytest.fixture(scope="module")
-def s3_world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("results-s3")
+@contextlib.contextmanager
+def s3_query_world(base, buckets, **world):
+    """A server with moto's S3 as its S3 endpoint, the given buckets on it, and test_protected_queries' world
+    (`world` goes to its build_world): (server, S3 client, moto, world)."""
     with MotoS3(base, key=S3_KEY, secret=S3_SECRET) as moto:
         server = ServerProcess(base / "server", "--config", str(moto.server_config(base / "config.toml"))).start()
-        s3 = moto.client()
-        for bucket in ("alice-results", "wrangler-results"):
-            s3.create_bucket(Bucket=bucket)
-        world = build_world(server, lambda: Party(server), base)
+        try:
+            s3 = moto.client()
+            for bucket in buckets:
+                s3.create_bucket(Bucket=bucket)
+            yield server, s3, moto, build_world(server, lambda: Party(server), base, **world)
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_world(tmp_path_factory):
+    with s3_query_world(tmp_path_factory.mktemp("results-s3"), ("alice-results", "wrangler-results")) as (
+            server, s3, moto, world):
         yield server, s3, moto.endpoint, world
-        server.stop()
 
 
 def test_results_are_written_to_the_s3_location_reported(s3_world):

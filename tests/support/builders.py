@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import botocore.exceptions
 import pytest
+
+
+def poll(fetch, statuses, timeout: float, every: float) -> dict:
+    """`fetch()` again every `every` seconds until its "status" is one of `statuses` or `timeout` seconds have
+    passed; the last answer either way (the caller asserts on its status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = fetch()
+        if answer["status"] in statuses or time.monotonic() > deadline:
+            return answer
+        time.sleep(every)
 
 
 class Party:
