@@ -269,7 +269,8 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
     ]
     if valued:
-        with_parts.append(f"`__dp_users` AS (SELECT `__dp_u`, {extremes} FROM `__dp_rows` GROUP BY `__dp_u`)")
+        # from the window's output (all rows, already partitioned by user), not from a second scan of the rows
+        with_parts.append(f"`__dp_users` AS (SELECT `__dp_u`, {extremes} FROM `__dp_ranked` GROUP BY `__dp_u`)")
     selects = []
     null = "CAST(NULL AS DOUBLE)"
     no_groups = "".join(f", NULL AS {_q(g)}" for g in groups)
