@@ -8,6 +8,8 @@ Two configured tables of bob read the same Parquet file: `plain` (CUSTOM, ANY_QU
 plus differentialPrivacy on user_id, budget epsilon 20, noise 100). Each query runs as StartProtectedQuery until
 SUCCESS (polled every 10 ms), median of 3, alternating plain and private. The DP run includes the rewrite (per-user
 contribution bound, magnitude buckets) and the OpenDP releases. Goal (issue 10): DP <= 1.5x non-DP.
+Besides the wall time, the server's CPU time per query (utime + stime of the server process, all threads, from
+/proc; it includes the status polls) is reported: on a shared machine it moves much less with other load.
 The figures go to stdout as JSON and markdown; bench/REPORT.md records a run.
 """
 
@@ -101,19 +103,26 @@ def main(argv: list[str] | None = None) -> int:
             for label, sql in QUERIES.items():
                 protected(cr, membership_id, sql.format(t="plain"))  # warm both paths once
                 protected(cr, membership_id, sql.format(t="private"))
-                plain, private = [], []
+                plain, private, plain_cpu, private_cpu = [], [], [], []
                 for _ in range(args.repeat):
-                    plain.append(protected(cr, membership_id, sql.format(t="plain")))
-                    private.append(protected(cr, membership_id, sql.format(t="private")))
+                    for name, wall, cpu in (("plain", plain, plain_cpu), ("private", private, private_cpu)):
+                        before = server.cpu_seconds()
+                        wall.append(protected(cr, membership_id, sql.format(t=name)))
+                        cpu.append(server.cpu_seconds() - before)
                 figures["queries"][label] = {"plain_s": statistics.median(plain),
                                              "dp_s": statistics.median(private),
-                                             "ratio": statistics.median(private) / statistics.median(plain)}
+                                             "ratio": statistics.median(private) / statistics.median(plain),
+                                             "plain_cpu_s": statistics.median(plain_cpu),
+                                             "dp_cpu_s": statistics.median(private_cpu),
+                                             "cpu_ratio": statistics.median(private_cpu) / statistics.median(plain_cpu)}
         finally:
             server.stop()
     print(json.dumps(figures, indent=2))
-    print("\n| query | rows | without DP | with DP | ratio |\n|---|---|---|---|---|")
+    print("\n| query | rows | without DP | with DP | ratio | server CPU without DP | with DP | CPU ratio |\n"
+          "|---|---|---|---|---|---|---|---|")
     for label, f in figures["queries"].items():
-        print(f"| {label} | {args.rows:,} | {f['plain_s']:.2f} s | {f['dp_s']:.2f} s | {f['ratio']:.2f} |")
+        print(f"| {label} | {args.rows:,} | {f['plain_s']:.2f} s | {f['dp_s']:.2f} s | {f['ratio']:.2f} | "
+              f"{f['plain_cpu_s']:.2f} s | {f['dp_cpu_s']:.2f} s | {f['cpu_ratio']:.2f} |")
     return 0
 
 

@@ -258,15 +258,19 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     else:
         ranking = "ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS `__dp_rn`"
         keep = f"`__dp_rn` <= {limit}"
-    # per user, the extremes of each value aggregate's argument (for the histogram of users per bucket: one per user)
-    extremes = "".join(f", MAX({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_hi{i}')}, "
-                       f"MIN({_q(f'__dp_v{i}')}) OVER (PARTITION BY `__dp_u`) AS {_q(f'__dp_lo{i}')}"
-                       for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry)
+    # one row per user (over all their rows), for the histogram of users per bucket of their value of largest
+    # magnitude: a hash aggregation, much cheaper than MAX/MIN windows over the per-user partition
+    valued = [i for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry]
+    extremes = ", ".join(f"MAX({_q(f'__dp_v{i}')}) AS {_q(f'__dp_hi{i}')}, MIN({_q(f'__dp_v{i}')}) AS "
+                         f"{_q(f'__dp_lo{i}')}" for i in valued)
     one_per_user = "`__dp_rn` = 1"
     with_parts = [
-        f"`__dp_ranked` AS (SELECT {columns}, {ranking}{extremes} FROM `__dp_rows`)",
+        f"`__dp_ranked` AS (SELECT {columns}, {ranking} FROM `__dp_rows`)",
         f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
     ]
+    if valued:
+        # from the window's output (all rows, already partitioned by user), not from a second scan of the rows
+        with_parts.append(f"`__dp_users` AS (SELECT `__dp_u`, {extremes} FROM `__dp_ranked` GROUP BY `__dp_u`)")
     selects = []
     null = "CAST(NULL AS DOUBLE)"
     no_groups = "".join(f", NULL AS {_q(g)}" for g in groups)
@@ -279,6 +283,11 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         return (f"SELECT {i} AS `__dp_agg`, '{kind}' AS `__dp_kind`, {k} AS `__dp_k`, {neg} AS `__dp_neg`, "
                 f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`{tail} FROM {source}{extra}")
 
+    # the signed magnitude bucket of `__dp_x` as a DOUBLE: no per-row cast (a cast to INT per row doubled the cost
+    # of the cells in DuckDB); the few grouped rows are cast to BIGINT in the final SELECT
+    bucket = (f"CASE WHEN ABS(`__dp_x`) < 1 THEN 0.0 WHEN `__dp_x` < 0 THEN -LEAST(FLOOR(LOG(2, ABS(`__dp_x`))) + 1, "
+              f"{BUCKET_LIMIT}) ELSE LEAST(FLOOR(LOG(2, `__dp_x`)) + 1, {BUCKET_LIMIT}) END")
+    k_out = "CAST(`__dp_k` AS BIGINT)"
     if groups:  # users per group, for the thresholded key release (first, so the key columns get their types)
         selects.append(row(-1, "u", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
     for i, entry in enumerate(aggregations):
@@ -293,26 +302,23 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
             selects.append(row(i, "n", "0", "FALSE", f"COUNT({v})", null, null, "`__dp_kept`"))
         elif mode == "distinct":
             selects.append(row(i, "n", "0", "FALSE", f"COUNT(DISTINCT {v})", null, null, "`__dp_kept`"))
-        else:
-            a, b = _q(f"__dp_a{i}"), _q(f"__dp_b{i}")
-            with_parts.append(
-                f"{a} AS (SELECT `__dp_u`, LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) AS `__dp_x`{g_list} "
-                f"FROM `__dp_kept` WHERE {v} IS NOT NULL)")
-            bucket = (f"CASE WHEN ABS(`__dp_x`) < 1 THEN 0 ELSE CAST(SIGN(`__dp_x`) AS INT) * "
-                      f"LEAST(CAST(FLOOR(LOG(2, ABS(`__dp_x`))) AS INT) + 1, {BUCKET_LIMIT}) END")
+        else:  # each kept value clamped to +-2^64, then to its bucket's edge (one projection, one GROUP BY)
+            b = _q(f"__dp_b{i}")
             edge = "POWER(2, ABS(`__dp_k`))"
             with_parts.append(
-                f"{b} AS (SELECT `__dp_u`, `__dp_k`, `__dp_x` < 0 AS `__dp_neg`, "
+                f"{b} AS (SELECT `__dp_k`, `__dp_x` < 0 AS `__dp_neg`, "
                 f"LEAST(GREATEST(`__dp_x`, -{edge}), {edge}) AS `__dp_y`{g_list} "
-                f"FROM (SELECT `__dp_u`, `__dp_x`, {bucket} AS `__dp_k`{g_list} FROM {a}) AS `__dp_s`)")
-            selects.append(row(i, "c", "`__dp_k`", "`__dp_neg`", "COUNT(*)", "SUM(`__dp_y`)",
+                f"FROM (SELECT `__dp_x`, {bucket} AS `__dp_k`{g_list} FROM (SELECT LEAST(GREATEST({v}, "
+                f"-{_EDGE!r}), {_EDGE!r}) AS `__dp_x`{g_list} FROM `__dp_kept` WHERE {v} IS NOT NULL) AS `__dp_a`) "
+                f"AS `__dp_s`)")
+            selects.append(row(i, "c", k_out, "`__dp_neg`", "COUNT(*)", "SUM(`__dp_y`)",
                                "SUM(`__dp_y` * `__dp_y`)", b, " GROUP BY `__dp_k`, `__dp_neg`"))
             hi, lo = _q(f"__dp_hi{i}"), _q(f"__dp_lo{i}")
             top = f"CASE WHEN ABS({hi}) >= ABS({lo}) THEN {hi} ELSE {lo} END"
-            selects.append(row(i, "h", "`__dp_k`", "FALSE", "COUNT(*)", null, null,
+            selects.append(row(i, "h", k_out, "FALSE", "COUNT(*)", null, null,
                                f"(SELECT {bucket} AS `__dp_k` FROM (SELECT LEAST(GREATEST({top}, -{_EDGE!r}), "
-                               f"{_EDGE!r}) AS `__dp_x` FROM `__dp_ranked` WHERE {one_per_user} AND {hi} IS NOT "
-                               f"NULL) AS `__dp_t`) AS `__dp_h`", " GROUP BY `__dp_k`", grouped=False))
+                               f"{_EDGE!r}) AS `__dp_x` FROM `__dp_users` WHERE {hi} IS NOT NULL) AS `__dp_t`) "
+                               f"AS `__dp_h`", " GROUP BY `__dp_k`", grouped=False))
     text = "WITH `__dp_rows` AS (SELECT 1), " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
     outer = sqlglot.parse_one(text, read=CleanRoomsSpark)
     with_node = outer.args[key]
