@@ -4,6 +4,7 @@ bounded per user, values clamped, the cells the runner releases)."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import pyarrow as pa
 import pytest
@@ -153,16 +154,20 @@ def test_release_is_noisy_and_close():
                   sales())
     data = {"sales": [row(f"u{i}", amount=float(i % 50)) for i in range(3000)]}
     exact = cells(result, data)
-    answers = [release(exact, [dict(e) for e in result.dp_aggregations], 10) for _ in range(3)]
+    # Five releases, judged by their median: one release misses these bounds about 1 time in 60 (the noise has heavy
+    # tails, and about 1 time in 1,000 the private bounds themselves come out far too wide), the median of five about
+    # 1 time in 10,000.
+    answers = [release(exact, [dict(e) for e in result.dp_aggregations], 10) for _ in range(5)]
     table_, parameters = answers[0]
     assert table_.column_names == ["users", "total", "mean"]
-    first = table_.to_pylist()[0]
-    assert abs(first["users"] - 3000) < 200
-    assert abs(first["total"] - 73500) < 0.2 * 73500
-    assert abs(first["mean"] - 24.5) < 5
-    assert parameters[1]["minColumnValue"] == 0 and parameters[1]["maxColumnValue"] == 64
+    median = {name: statistics.median(a[0].to_pylist()[0][name] for a in answers) for name in table_.column_names}
+    assert abs(median["users"] - 3000) < 200
+    assert abs(median["total"] - 73500) < 0.2 * 73500
+    assert abs(median["mean"] - 24.5) < 5
+    bounds = [(a[1][1]["minColumnValue"], a[1][1]["maxColumnValue"]) for a in answers]
+    assert bounds.count((0, 64)) >= 4, bounds  # the values' private bounds: their magnitude buckets' edges
     assert "minColumnValue" not in parameters[0]
-    assert len({a[0].to_pylist()[0]["total"] for a in answers}) == 3  # repeated releases differ
+    assert len({a[0].to_pylist()[0]["total"] for a in answers}) == 5  # repeated releases differ
 
 
 def test_released_counts_spread_as_configured():
