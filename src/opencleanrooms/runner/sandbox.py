@@ -67,9 +67,10 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
+        # The fresh /tmp first: a Python or venv below /tmp (a checkout there) is then bound on top of it, not hidden
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/etc"]
         for outside in _runtime_dirs():
             args += ["--ro-bind", outside, outside]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/etc"]
         for name in sorted(os.listdir(etc_dir)):
             args += ["--ro-bind", os.path.join(etc_dir, name), f"/etc/{name}"]
         for name in (*_ETC_SHARED, *sorted(n for n in os.listdir("/etc") if n.startswith("java"))):
