@@ -105,9 +105,10 @@ def test_a_refused_and_a_failing_query_fail_alike(servers, tmp_path):
     assert results["d"][0]["error"] == results["s"][0]["error"]
 
 
-def test_differential_privacy_queries_release_the_same_bounds(servers, tmp_path):
-    """A DP query's exact, user-bounded cells come from the engine; the noise and the bounds are added after. Both
-    engines give the same cells, so the released sensitivity parameters are the same."""
+def test_differential_privacy_queries_release_the_same_parameters(servers, tmp_path):
+    """A DP query's exact, user-bounded cells come from the engine; the noise and the private bounds are added
+    after. Both engines give the same cells, so the released sensitivity parameters are the same, but for the
+    bounds, which are drawn afresh on each server."""
     from tests.e2e.test_differential_privacy_queries import EPSILON, NOISE, answer, dp_world
 
     sql = ("SELECT COUNT(DISTINCT user_id) AS users, AVG(clicks) AS mean FROM impressions "
@@ -121,6 +122,10 @@ def test_differential_privacy_queries_release_the_same_bounds(servers, tmp_path)
             parameters={"differentialPrivacy": {"epsilon": EPSILON, "usersNoisePerQuery": NOISE}})
         done = wait(world.alice.client, world.mid(world.alice), start(world, sql)["id"], timeout=180)
         row = answer(done)
-        assert abs(row["users"] - 150) < 100, row
+        assert abs(row["users"] - 150) < 14 * NOISE, row
         released[name] = done["differentialPrivacy"]["sensitivityParameters"]
-    assert released["s"] == released["d"]
+    # the private bounds are themselves a noisy release: the rest is decided by the cells alone
+    noisy = ("minColumnValue", "maxColumnValue")
+    assert [{k: v for k, v in p.items() if k not in noisy} for p in released["s"]] == \
+        [{k: v for k, v in p.items() if k not in noisy} for p in released["d"]]
+    assert [set(p) for p in released["s"]] == [set(p) for p in released["d"]]

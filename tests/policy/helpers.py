@@ -73,17 +73,24 @@ def refused(sql: str, *tables: TableInfo, code: str = "MALFORMED_QUERY", contain
 
 
 # Rows of the standard columns; every table in execution tests gets these columns.
-def run(plan_: Plan, data: dict[str, list[tuple]], columns=COLUMNS) -> list[tuple]:
-    """Run plan_.sql('duckdb') over `data` (association name -> rows), registered under the scan names."""
+def load(plan_: Plan, data: dict[str, list[tuple]], columns=COLUMNS) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding `data` (association name -> rows) under the plan's scan names (loaded through
+    Arrow: row-by-row inserts made the statistical tests slow)."""
+    import pyarrow as pa
     con = duckdb.connect()
     for name, scan in plan_.scan_names.items():
         rows = data.get(name, [])
         column_sql = ", ".join(f'"{c}" {_duck_type(t)}' for c, t in columns)
         con.execute(f'CREATE TABLE "{scan}" ({column_sql})')
         if rows:
-            marks = ", ".join("?" for _ in columns)
-            con.executemany(f'INSERT INTO "{scan}" VALUES ({marks})', [tuple(r) for r in rows])
-    result = con.execute(plan_.sql("duckdb"))
+            source = pa.table({str(i): [r[i] for r in rows] for i in range(len(columns))})  # noqa: F841
+            con.execute(f'INSERT INTO "{scan}" SELECT * FROM source')
+    return con
+
+
+def run(plan_: Plan, data: dict[str, list[tuple]], columns=COLUMNS) -> list[tuple]:
+    """Run plan_.sql('duckdb') over `data`, registered under the scan names."""
+    result = load(plan_, data, columns).execute(plan_.sql("duckdb"))
     names = tuple(d[0] for d in result.description)
     assert names == plan_.output_columns, (names, plan_.output_columns)
     return result.fetchall()

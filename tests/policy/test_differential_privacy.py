@@ -13,7 +13,7 @@ from opencleanrooms.policy import dp
 from opencleanrooms.runner.dp import clamped_sums, release
 from opencleanrooms.privacy import mechanisms
 from opencleanrooms.privacy.mechanisms import Bounds
-from tests.policy.helpers import OTHER, RUNNER, custom_rule, plan, refused, row, table
+from tests.policy.helpers import OTHER, RUNNER, custom_rule, load, plan, refused, row, table
 
 DP = {"columns": [{"name": "id"}]}
 
@@ -101,17 +101,7 @@ def test_refused_when_user_column_is_not_allowed():
 
 
 def cells(plan_, data):
-    import duckdb
-
-    from tests.policy.helpers import COLUMNS, _duck_type
-    con = duckdb.connect()
-    for name, scan in plan_.scan_names.items():
-        con.execute(f'CREATE TABLE "{scan}" ({", ".join(f"{c} {_duck_type(t)}" for c, t in COLUMNS)})')
-        if data.get(name):
-            con.executemany(f'INSERT INTO "{scan}" VALUES ({", ".join("?" for _ in COLUMNS)})', data[name])
-    result = con.execute(plan_.sql("duckdb"))
-    names = [d[0] for d in result.description]
-    return pa.Table.from_pylist([dict(zip(names, r)) for r in result.fetchall()])
+    return load(plan_, data).sql(plan_.sql("duckdb")).to_arrow_table()
 
 
 def test_each_user_contributes_at_most_the_limit():
@@ -149,25 +139,50 @@ def test_values_are_clamped_to_the_released_bounds():
         assert math.isclose(squares, sum(c * c for c in clamp), abs_tol=1e-9)
 
 
+# Accuracy of single answers. A Laplace release misses its truth by more than k scales with probability e^-k, so
+# these tests judge the median of five releases of the same exact cells, which misses only when three releases do:
+# at most C(5,3) e^-3k = 1.5e-7 for k = 6 (the private bounds pass a spurious bucket with probability 1e-6 each,
+# so three of five doing so is negligible). An AVG's error is about (sum noise + mean x count noise) / rows.
+MISS = 6  # tolerance, in noise scales
+RELEASES = 5
+
+
+def medians(exact, result, noise, column_key=None):
+    """Each output value's median over RELEASES releases (keyed by group when `column_key` names the key column),
+    each release's sensitivity parameters, and the releases."""
+    answers = [release(exact, [dict(e) for e in result.dp_aggregations], noise, result.dp_release)
+               for _ in range(RELEASES)]
+    values: dict = {}
+    for table_, _ in answers:
+        for position, row_ in enumerate(table_.to_pylist()):
+            key = row_[column_key] if column_key else position
+            for name, value in row_.items():
+                values.setdefault((key, name), []).append(value)
+    found = {key: statistics.median(v) if len(v) == RELEASES else None for key, v in values.items()}
+    return found, [parameters for _, parameters in answers], answers
+
+
+def sum_tolerance(noise, upper):
+    return MISS * noise * upper * dp.USER_CONTRIBUTION_LIMIT
+
+
+def avg_tolerance(noise, upper, mean, rows):
+    return MISS * noise * dp.USER_CONTRIBUTION_LIMIT * (upper + abs(mean)) / rows
+
+
 def test_release_is_noisy_and_close():
     result = plan("SELECT COUNT(DISTINCT id) AS users, SUM(amount) AS total, AVG(amount) AS mean FROM sales",
                   sales())
-    data = {"sales": [row(f"u{i}", amount=float(i % 50)) for i in range(3000)]}
-    exact = cells(result, data)
-    # Five releases, judged by their median: one release misses these bounds about 1 time in 60 (the noise has heavy
-    # tails, and about 1 time in 1,000 the private bounds themselves come out far too wide), the median of five about
-    # 1 time in 10,000.
-    answers = [release(exact, [dict(e) for e in result.dp_aggregations], 10) for _ in range(5)]
-    table_, parameters = answers[0]
-    assert table_.column_names == ["users", "total", "mean"]
-    median = {name: statistics.median(a[0].to_pylist()[0][name] for a in answers) for name in table_.column_names}
-    assert abs(median["users"] - 3000) < 200
-    assert abs(median["total"] - 73500) < 0.2 * 73500
-    assert abs(median["mean"] - 24.5) < 5
-    bounds = [(a[1][1]["minColumnValue"], a[1][1]["maxColumnValue"]) for a in answers]
+    data = {"sales": [row(f"u{i}", amount=float(i % 50)) for i in range(12000)]}
+    found, parameters, answers = medians(cells(result, data), result, 10)
+    assert answers[0][0].column_names == ["users", "total", "mean"]
+    assert abs(found[0, "users"] - 12000) < MISS * 10
+    assert abs(found[0, "total"] - 294000) < sum_tolerance(10, 64)  # 19,200: 6.5 %
+    assert abs(found[0, "mean"] - 24.5) < avg_tolerance(10, 64, 24.5, 12000)  # 2.2
+    bounds = [(p[1]["minColumnValue"], p[1]["maxColumnValue"]) for p in parameters]
     assert bounds.count((0, 64)) >= 4, bounds  # the values' private bounds: their magnitude buckets' edges
-    assert "minColumnValue" not in parameters[0]
-    assert len({a[0].to_pylist()[0]["total"] for a in answers}) == 5  # repeated releases differ
+    assert "minColumnValue" not in parameters[0][0]
+    assert len({a[0].to_pylist()[0]["total"] for a in answers}) == RELEASES  # repeated releases differ
 
 
 def test_released_counts_spread_as_configured():
@@ -281,13 +296,12 @@ def test_grouped_answers_spread_as_configured():
 def test_grouped_sums_share_private_bounds_and_report_them():
     result = plan("SELECT region, AVG(amount) AS mean FROM sales GROUP BY region", sales())
     data = {"sales": [row(f"{region}{i}", region=region, amount=float(i % 10 + (region == "us") * 20))
-                      for region in ("eu", "us") for i in range(1500)]}
-    table_, parameters = release(cells(result, data), [dict(e) for e in result.dp_aggregations], 10,
-                                 result.dp_release)
-    answer = {r["region"]: r["mean"] for r in table_.to_pylist()}
-    assert abs(answer["eu"] - 4.5) < 2 and abs(answer["us"] - 24.5) < 4, answer
-    assert parameters[0]["minColumnValue"] == 0 and parameters[0]["maxColumnValue"] == 32
-    assert parameters[1]["aggregationType"] == "COUNT_DISTINCT"
+                      for region in ("eu", "us") for i in range(6000)]}
+    found, parameters, _ = medians(cells(result, data), result, 10, column_key="region")
+    assert abs(found["eu", "mean"] - 4.5) < avg_tolerance(10, 32, 4.5, 6000), found  # 1.8
+    assert abs(found["us", "mean"] - 24.5) < avg_tolerance(10, 32, 24.5, 6000), found  # 2.8
+    assert sum(p[0]["minColumnValue"] == 0 and p[0]["maxColumnValue"] == 32 for p in parameters) >= 4, parameters
+    assert parameters[0][1]["aggregationType"] == "COUNT_DISTINCT"
 
 
 def test_value_aggregates_of_one_argument_share_cells_but_release_their_own_bounds():
@@ -296,9 +310,9 @@ def test_value_aggregates_of_one_argument_share_cells_but_release_their_own_boun
     assert [e.get("cells_of") for e in entries] == [None, 0, None]
     sql = result.sql("duckdb")
     assert '"__dp_b0"' in sql and '"__dp_b1"' not in sql and '"__dp_b2"' in sql
-    data = {"sales": [row(f"u{i}", amount=float(i % 50), visits=i % 7) for i in range(3000)]}
-    table_, parameters = release(cells(result, data), entries, 10)
-    answer = table_.to_pylist()[0]
-    assert abs(answer["total"] - 73500) < 0.2 * 73500 and abs(answer["mean"] - 24.5) < 5
-    assert [p["aggregationType"] for p in parameters] == ["SUM", "AVG", "STDDEV"]
-    assert all("minColumnValue" in p for p in parameters)
+    data = {"sales": [row(f"u{i}", amount=float(i % 50), visits=i % 7) for i in range(12000)]}
+    found, parameters, _ = medians(cells(result, data), result, 10)
+    assert abs(found[0, "total"] - 294000) < sum_tolerance(10, 64)
+    assert abs(found[0, "mean"] - 24.5) < avg_tolerance(10, 64, 24.5, 12000)
+    assert [p["aggregationType"] for p in parameters[0]] == ["SUM", "AVG", "STDDEV"]
+    assert all("minColumnValue" in p for p in parameters[0])

@@ -27,7 +27,7 @@ dp.enable_features("contrib")  # OpenDP's measurements are behind this flag; it 
 _I64 = 2 ** 63 - 1
 BUCKET_LIMIT = 64  # magnitude buckets for bounds: |k| <= 64 covers values up to 2^64
 # Probability that some empty bucket passes the threshold is at most this (utility only: privacy holds regardless).
-BOUNDS_FALSE_POSITIVE = 0.001  # a spurious bucket ruins the answer (huge bounds, huge noise): keep it rare
+BOUNDS_FALSE_POSITIVE = 1e-6  # a spurious bucket ruins the answer (huge bounds, huge noise): keep it very rare
 
 
 @dataclass(frozen=True)
