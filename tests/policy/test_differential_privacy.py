@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import statistics
 
-import pyarrow as pa
 import pytest
 
 from opencleanrooms.policy import dp
@@ -104,6 +103,88 @@ def cells(plan_, data):
     return load(plan_, data).sql(plan_.sql("duckdb")).to_arrow_table()
 
 
+def _cells_of(table_, agg):
+    return [(r["__dp_k"], r["__dp_neg"], r["__dp_n"], r["__dp_s1"], r["__dp_s2"], r["__dp_s3"]) for r in table_
+            if r["__dp_agg"] == agg and r["__dp_kind"] == "c"]
+
+
+def test_a_user_over_the_limit_counts_as_the_limit_times_their_mean():
+    """Each user's rows are summed up in one pass: a user with more rows than the limit contributes the limit times
+    their mean (all their rows, weighted), not an arbitrary subset of them."""
+    result = plan("SELECT COUNT(*), SUM(amount), COUNT(amount) FROM sales", sales())
+    data = {"sales": [row("heavy", amount=float(v)) for v in range(1, 11)] + [row("light", amount=2.0)] * 2}
+    table_ = cells(result, data).to_pylist()
+    counts = {r["__dp_agg"]: r["__dp_n"] for r in table_ if r["__dp_kind"] == "n"}
+    assert counts == {0: 5 + 2, 2: 5 + 2}
+    total, squares, n = clamped_sums(_cells_of(table_, 1), Bounds(0, 16))
+    assert n == 7 and math.isclose(total, 5 * 5.5 + 2 * 2.0)
+    assert math.isclose(squares, 5 * sum(v * v for v in range(1, 11)) / 10 + 2 * 4.0)
+
+
+def test_a_user_beyond_the_bounds_is_scaled_to_them():
+    """A user whose root mean square value exceeds the bound has all their values scaled down to it: their mean
+    stays within the bounds, their mean square at most the bound squared."""
+    result = plan("SELECT SUM(amount), STDDEV(amount) FROM sales", sales())
+    data = {"sales": [row("a", amount=1.0), row("a", amount=100.0), row("b", amount=-3.0)]}
+    found = _cells_of(cells(result, data).to_pylist(), 0)
+    r = math.sqrt((1 + 100 ** 2) / 2)
+    total, squares, n = clamped_sums(found, Bounds(-4, 8))
+    assert n == 3
+    assert math.isclose(total, 2 * 50.5 * 8 / r + -3.0) and math.isclose(squares, 2 * 64 + 9)
+    total, squares, _ = clamped_sums(found, Bounds(0, 128))  # a inside; b negative with a lower bound of 0
+    assert math.isclose(total, 101.0) and math.isclose(squares, 1 + 100 ** 2)
+
+
+def test_count_distinct_values_takes_at_most_the_limit_of_each_users_values():
+    result = plan("SELECT COUNT(DISTINCT region) AS regions FROM sales", sales())
+    data = {"sales": [row("a", region=f"r{i}") for i in range(9)] + [row("b", region="r0"), row("b", region="z")]}
+    [cell] = [r for r in cells(result, data).to_pylist() if r["__dp_kind"] == "n"]
+    assert cell["__dp_n"] == 6  # a's 5 smallest (r0..r4) and b's z
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped):
+    """The property the noise relies on, checked on random data: with one user's rows removed, no count moves by
+    more than the limit (distinct users by 1), no clamped sum by more than limit x bound (squares: bound squared),
+    and the bounds histogram by more than 1 in total."""
+    import random
+    draw = random.Random(7)  # the data only: no noise is drawn here
+    limit = dp.USER_CONTRIBUTION_LIMIT
+    group = "region, " if grouped else ""
+    result = plan(f"SELECT {group}COUNT(*) AS n, COUNT(DISTINCT id) AS users, COUNT(DISTINCT segment) AS segments, "
+                  f"SUM(amount) AS total, STDDEV(amount) AS spread FROM sales" + (" GROUP BY region" if grouped
+                                                                                  else ""), sales())
+    offset = 1 if grouped else 0
+    for _ in range(12):
+        data = [row(f"u{draw.randrange(8)}", region=draw.choice("ab"), segment=f"s{draw.randrange(12)}",
+                    amount=draw.choice([0.3, -2.0, 5.0, 70.0, -900.0, 3e4])) for _ in range(draw.randrange(5, 60))]
+        gone = draw.choice(data)[0]
+        before = cells(result, {"sales": data}).to_pylist()
+        after = cells(result, {"sales": [r for r in data if r[0] != gone]}).to_pylist()
+
+        def counts(table_, agg):
+            return {r.get("__dp_g0"): r["__dp_n"] for r in table_ if r["__dp_agg"] == agg and r["__dp_kind"] == "n"}
+        for agg, most in ((offset, limit), (offset + 1, 1), (offset + 2, limit)):
+            a, b = counts(before, agg), counts(after, agg)
+            assert sum(abs(a.get(g, 0) - b.get(g, 0)) for g in set(a) | set(b)) <= most, (agg, a, b)
+        for agg in (offset + 3, offset + 4):
+            histogram = [{r["__dp_k"]: r["__dp_n"] for r in t if r["__dp_agg"] == agg and r["__dp_kind"] == "h"}
+                         for t in (before, after)]
+            assert sum(abs(histogram[0].get(k, 0) - histogram[1].get(k, 0))
+                       for k in set(histogram[0]) | set(histogram[1])) <= 1
+            for bounds in (Bounds(-1024, 64), Bounds(0, 8), Bounds(-4, 1), Bounds(-65536, 65536)):
+                edge = bounds.magnitude
+                moved_sum = moved_squares = 0.0
+                for g in {r.get("__dp_g0") for r in before + after}:
+                    sums = [clamped_sums([c for c, r in zip(_cells_of(t, agg), [r for r in t if r["__dp_agg"] == agg
+                                                                                and r["__dp_kind"] == "c"])
+                                          if r.get("__dp_g0") == g], bounds) for t in (before, after)]
+                    moved_sum += abs(sums[0][0] - sums[1][0])
+                    moved_squares += abs(sums[0][1] - sums[1][1])
+                assert moved_sum <= limit * edge * (1 + 1e-9), (bounds, moved_sum)
+                assert moved_squares <= limit * edge * edge * (1 + 1e-9), (bounds, moved_squares)
+
+
 def test_each_user_contributes_at_most_the_limit():
     result = plan("SELECT COUNT(*), COUNT(DISTINCT id), SUM(amount) FROM sales", sales())
     data = {"sales": [row("heavy", amount=3.0) for _ in range(50)] + [row(f"u{i}", amount=3.0) for i in range(7)]}
@@ -129,7 +210,7 @@ def test_values_are_clamped_to_the_released_bounds():
     values = [0.5, -0.25, 3.0, 5.0, 100.0, -7.0, 1e30, float("nan")]
     data = {"sales": [row(f"u{i}", amount=v) for i, v in enumerate(values)]}
     rows = [r for r in cells(result, data).to_pylist() if r["__dp_agg"] == 0 and r["__dp_kind"] == "c"]
-    found = [(r["__dp_k"], r["__dp_neg"], r["__dp_n"], r["__dp_s1"], r["__dp_s2"]) for r in rows]
+    found = [(r["__dp_k"], r["__dp_neg"], r["__dp_n"], r["__dp_s1"], r["__dp_s2"], r["__dp_s3"]) for r in rows]
     for bounds in (Bounds(-8, 8), Bounds(0, 4), Bounds(-128, 1), Bounds(0, 1)):
         total, squares, n = clamped_sums(found, bounds)
         clamp = [min(max(v, bounds.lower), bounds.upper) for v in values]

@@ -9,11 +9,12 @@ table's user-id column up), inner joins only. ORDER BY outputs and LIMIT are kep
 noisy rows (post-processing). Everything else (HAVING on exact aggregates, ROLLUP, OFFSET, ...) is refused.
 
 The rewrite keeps the query's FROM/WHERE as a CTE of user-level rows (user id + one value per aggregate + the group
-keys), keeps at most USER_CONTRIBUTION_LIMIT rows per user (of one group), and returns a long table: per group the
-distinct users ('u' rows, for the key release), per aggregate (and group) its exact count ('n' rows), or, for value
-aggregates, per signed magnitude bucket the rows' count, sum and sum of squares ('c' rows, each value clamped to its
-bucket's edge) and, over all groups, the users per bucket of their value of largest magnitude (over all their rows;
-'h' rows, for the private bounds).
+keys), sums them up per user (and group key) in one hash aggregation, keeps one group per user (the smallest key),
+and counts each user as at most USER_CONTRIBUTION_LIMIT rows (a user over the limit counts as the limit times their
+mean). It returns a long table: per group the distinct users ('u' rows, for the key release), per aggregate (and
+group) its exact count ('n' rows), or, for value aggregates, per signed magnitude bucket of the users' root mean
+square their weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any released
+bounds) and, over all groups, the users per bucket ('h' rows, for the private bounds).
 The runner (runner/dp.py) turns that into the noisy answer; the clamped sums are exact functions of these cells.
 """
 
@@ -34,7 +35,7 @@ _EDGE = float(2 ** BUCKET_LIMIT)
 _PREFIX = "__dp"
 _KINDS = {exp.Count: "COUNT", exp.Sum: "SUM", exp.Avg: "AVG", exp.Stddev: "STDDEV", exp.StddevSamp: "STDDEV",
           exp.StddevPop: "STDDEV"}
-RESULT_COLUMNS = ("__dp_agg", "__dp_kind", "__dp_k", "__dp_neg", "__dp_n", "__dp_s1", "__dp_s2")
+RESULT_COLUMNS = ("__dp_agg", "__dp_kind", "__dp_k", "__dp_neg", "__dp_n", "__dp_s1", "__dp_s2", "__dp_s3")
 # ... then, in a GROUP BY query, one column per group key: __dp_g0, __dp_g1, ...
 
 
@@ -245,82 +246,87 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         condition = exp.and_(condition, exp.EQ(this=user.copy(), expression=other.copy()))
     tree.where(condition, copy=False)
 
-    values = [p.alias for p in projections[1:]]
-    columns = ", ".join(_q(c) for c in ["__dp_u", *values])
-    g_list = "".join(f", {_q(g)}" for g in groups)  # appended to projections and GROUP BYs
+    g_cols = [_q(g) for g in groups]
+    g_list = "".join(f", {g}" for g in g_cols)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
-    if groups:  # each user keeps rows of one group only (the smallest key), at most `limit` of them: one sorted pass
-        by_key = f"PARTITION BY `__dp_u` ORDER BY {', '.join(_q(g) for g in groups)}"
-        ranking = f"ROW_NUMBER() OVER ({by_key}) AS `__dp_rn`" + "".join(
-            f", FIRST_VALUE({_q(g)}) OVER ({by_key}) AS {_q(g + 'f')}" for g in groups)
-        first_group = " AND ".join(f"{_q(g)} <=> {_q(g + 'f')}" for g in groups)
-        keep = f"`__dp_rn` <= {limit} AND {first_group}"
+    # 1. one hash aggregation of the rows by user (and group key): what each user has, summed up
+    per_user = ["COUNT(*) AS `__dp_c`"]
+    for i, entry in enumerate(aggregations):
+        v = _q(f"__dp_v{i}")
+        if entry["mode"] == "values":
+            per_user.append(f"COUNT({v}) AS {_q(f'__dp_n{i}')}")
+        elif entry["mode"] == "cells" and "cells_of" not in entry:
+            x = f"LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r})"  # +-inf and NaN too: NaN sorts above every number
+            per_user += [f"COUNT({v}) AS {_q(f'__dp_n{i}')}", f"SUM({x}) AS {_q(f'__dp_m{i}')}",
+                         f"SUM({x} * {x}) AS {_q(f'__dp_q{i}')}"]  # sums: each user's means follow from them
+    summed = f"SELECT `__dp_u`{g_list}, {', '.join(per_user)} FROM `__dp_rows` GROUP BY `__dp_u`{g_list}"
+    with_parts = [f"`__dp_pu` AS ({summed})"]
+    # 2. one row per user: in a GROUP BY query, the user's group of smallest key only
+    if groups:
+        with_parts.append(f"`__dp_one` AS (SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY `__dp_u` "
+                          f"ORDER BY {', '.join(g_cols)}) AS `__dp_rn` FROM `__dp_pu`) AS `__dp_r` "
+                          f"WHERE `__dp_rn` = 1)")
+        one = "`__dp_one`"
     else:
-        ranking = "ROW_NUMBER() OVER (PARTITION BY `__dp_u` ORDER BY `__dp_u`) AS `__dp_rn`"
-        keep = f"`__dp_rn` <= {limit}"
-    # one row per user (over all their rows), for the histogram of users per bucket of their value of largest
-    # magnitude: a hash aggregation, much cheaper than MAX/MIN windows over the per-user partition
-    valued = [i for i, entry in enumerate(aggregations) if entry["mode"] == "cells" and "cells_of" not in entry]
-    extremes = ", ".join(f"MAX({_q(f'__dp_v{i}')}) AS {_q(f'__dp_hi{i}')}, MIN({_q(f'__dp_v{i}')}) AS "
-                         f"{_q(f'__dp_lo{i}')}" for i in valued)
-    one_per_user = "`__dp_rn` = 1"
-    with_parts = [
-        f"`__dp_ranked` AS (SELECT {columns}, {ranking} FROM `__dp_rows`)",
-        f"`__dp_kept` AS (SELECT {columns} FROM `__dp_ranked` WHERE {keep})",
-    ]
-    if valued:
-        # from the window's output (all rows, already partitioned by user), not from a second scan of the rows
-        with_parts.append(f"`__dp_users` AS (SELECT `__dp_u`, {extremes} FROM `__dp_ranked` GROUP BY `__dp_u`)")
+        one = "`__dp_pu`"
     selects = []
     null = "CAST(NULL AS DOUBLE)"
-    no_groups = "".join(f", NULL AS {_q(g)}" for g in groups)
+    no_groups = "".join(f", NULL AS {g}" for g in g_cols)
 
-    def row(i: int, kind: str, k: str, neg: str, n: str, s1: str, s2: str, source: str, extra: str = "",
-            grouped: bool = True) -> str:
+    def row(i: int, kind: str, k: str, neg: str, n: str, sums: tuple[str, str, str], source: str,
+            extra: str = "", grouped: bool = True) -> str:
         tail = g_list if grouped else no_groups
         if grouped and groups:
             extra = f"{extra}, {g_list[2:]}" if extra else f" GROUP BY {g_list[2:]}"
+        s1, s2, s3 = sums
         return (f"SELECT {i} AS `__dp_agg`, '{kind}' AS `__dp_kind`, {k} AS `__dp_k`, {neg} AS `__dp_neg`, "
-                f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`{tail} FROM {source}{extra}")
+                f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`, {s3} AS `__dp_s3`{tail} "
+                f"FROM {source}{extra}")
 
-    # the signed magnitude bucket of `__dp_x` as a DOUBLE: no per-row cast (a cast to INT per row doubled the cost
-    # of the cells in DuckDB); the few grouped rows are cast to BIGINT in the final SELECT
-    bucket = (f"CASE WHEN ABS(`__dp_x`) < 1 THEN 0.0 WHEN `__dp_x` < 0 THEN -LEAST(FLOOR(LOG(2, ABS(`__dp_x`))) + 1, "
-              f"{BUCKET_LIMIT}) ELSE LEAST(FLOOR(LOG(2, `__dp_x`)) + 1, {BUCKET_LIMIT}) END")
-    k_out = "CAST(`__dp_k` AS BIGINT)"
+    no_sums = (null, null, null)
     if groups:  # users per group, for the thresholded key release (first, so the key columns get their types)
-        selects.append(row(-1, "u", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
+        selects.append(row(-1, "u", "0", "FALSE", "COUNT(*)", no_sums, one))
     for i, entry in enumerate(aggregations):
         mode, v = entry["mode"], _q(f"__dp_v{i}")
         if mode == "key" or "cells_of" in entry:
             continue
-        if mode == "users":  # sensitivity 1 over all of a user's rows (of their one group when grouped)
-            selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, f"`__dp_ranked` WHERE {one_per_user}"))
-        elif mode == "rows":
-            selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", null, null, "`__dp_kept`"))
+        if mode == "users":  # sensitivity 1: one row per user
+            selects.append(row(i, "n", "0", "FALSE", "COUNT(*)", no_sums, one))
+        elif mode == "rows":  # each user's rows count up to the limit
+            selects.append(row(i, "n", "0", "FALSE", f"SUM(LEAST(`__dp_c`, {limit}))", no_sums, one))
         elif mode == "values":
-            selects.append(row(i, "n", "0", "FALSE", f"COUNT({v})", null, null, "`__dp_kept`"))
-        elif mode == "distinct":
-            selects.append(row(i, "n", "0", "FALSE", f"COUNT(DISTINCT {v})", null, null, "`__dp_kept`"))
-        else:  # each kept value clamped to +-2^64, then to its bucket's edge (one projection, one GROUP BY)
-            b = _q(f"__dp_b{i}")
-            edge = "POWER(2, ABS(`__dp_k`))"
+            selects.append(row(i, "n", "0", "FALSE", f"SUM(LEAST({_q(f'__dp_n{i}')}, {limit}))", no_sums, one))
+        elif mode == "distinct":  # each user brings up to `limit` of their distinct values (the smallest)
+            d = _q(f"__dp_d{i}")
+            join = ("" if not groups else " JOIN `__dp_one` AS `__dp_o` ON `__dp_e`.`__dp_u` = `__dp_o`.`__dp_u` AND "
+                    + " AND ".join(f"`__dp_e`.{g} <=> `__dp_o`.{g}" for g in g_cols))
+            e_groups = "".join(f", `__dp_e`.{g}" for g in g_cols)
             with_parts.append(
-                f"{b} AS (SELECT `__dp_k`, `__dp_x` < 0 AS `__dp_neg`, "
-                f"LEAST(GREATEST(`__dp_x`, -{edge}), {edge}) AS `__dp_y`{g_list} "
-                f"FROM (SELECT `__dp_x`, {bucket} AS `__dp_k`{g_list} FROM (SELECT LEAST(GREATEST({v}, "
-                f"-{_EDGE!r}), {_EDGE!r}) AS `__dp_x`{g_list} FROM `__dp_kept` WHERE {v} IS NOT NULL) AS `__dp_a`) "
-                f"AS `__dp_s`)")
-            selects.append(row(i, "c", k_out, "`__dp_neg`", "COUNT(*)", "SUM(`__dp_y`)",
-                               "SUM(`__dp_y` * `__dp_y`)", b, " GROUP BY `__dp_k`, `__dp_neg`"))
-            hi, lo = _q(f"__dp_hi{i}"), _q(f"__dp_lo{i}")
-            top = f"CASE WHEN ABS({hi}) >= ABS({lo}) THEN {hi} ELSE {lo} END"
-            selects.append(row(i, "h", k_out, "FALSE", "COUNT(*)", null, null,
-                               f"(SELECT {bucket} AS `__dp_k` FROM (SELECT LEAST(GREATEST({top}, -{_EDGE!r}), "
-                               f"{_EDGE!r}) AS `__dp_x` FROM `__dp_users` WHERE {hi} IS NOT NULL) AS `__dp_t`) "
-                               f"AS `__dp_h`", " GROUP BY `__dp_k`", grouped=False))
+                f"{d} AS (SELECT `__dp_w`{g_list} FROM (SELECT `__dp_e`.`__dp_w`{e_groups}, ROW_NUMBER() OVER "
+                f"(PARTITION BY `__dp_e`.`__dp_u` ORDER BY `__dp_e`.`__dp_w`) AS `__dp_rn` FROM (SELECT DISTINCT "
+                f"`__dp_u`, {v} AS `__dp_w`{g_list} FROM `__dp_rows` WHERE {v} IS NOT NULL) AS `__dp_e`{join}) "
+                f"AS `__dp_f` WHERE `__dp_rn` <= {limit})")
+            selects.append(row(i, "n", "0", "FALSE", "COUNT(DISTINCT `__dp_w`)", no_sums, d))
+        else:  # per user: weight min(values, limit), mean, mean square and root mean square, by the user's bucket
+            n, m, q = _q(f"__dp_n{i}"), _q(f"__dp_m{i}"), _q(f"__dp_q{i}")
+            b = _q(f"__dp_b{i}")
+            magnitude = f"CASE WHEN `__dp_r` < 1 THEN 0.0 ELSE LEAST(FLOOR(LOG(2, `__dp_r`)) + 1, {BUCKET_LIMIT}) END"
+            with_parts.append(
+                f"{b} AS (SELECT CASE WHEN `__dp_m` < 0 THEN -({magnitude}) ELSE {magnitude} END AS `__dp_k`, "
+                f"`__dp_m` < 0 AS `__dp_neg`, `__dp_w`, `__dp_m`, `__dp_q`, `__dp_r`{g_list} FROM (SELECT `__dp_w`, "
+                f"`__dp_m`, `__dp_q`, SQRT(`__dp_q`) AS `__dp_r`{g_list} FROM (SELECT LEAST({n}, {limit}) AS "
+                f"`__dp_w`, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} WHERE {n} > 0) "
+                f"AS `__dp_p`) AS `__dp_a`)")
+            k_out = "CAST(`__dp_k` AS BIGINT)"
+            ratio = "CASE WHEN `__dp_r` > 0 THEN `__dp_m` / `__dp_r` ELSE 0.0 END"
+            selects.append(row(i, "c", k_out, "`__dp_neg`", "SUM(`__dp_w`)",
+                               ("SUM(`__dp_w` * `__dp_m`)", "SUM(`__dp_w` * `__dp_q`)", f"SUM(`__dp_w` * {ratio})"),
+                               b, " GROUP BY `__dp_k`, `__dp_neg`"))
+            selects.append(row(i, "h", k_out, "FALSE", "COUNT(*)", no_sums, b, " GROUP BY `__dp_k`", grouped=False))
     text = "WITH `__dp_rows` AS (SELECT 1), " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
     outer = sqlglot.parse_one(text, read=CleanRoomsSpark)
+    for cast in outer.find_all(exp.Cast):  # counts and bucket numbers: whole numbers, nothing to truncate
+        cast.meta["integral"] = True
     with_node = outer.args[key]
     placeholder = with_node.expressions[0]
     placeholder.set("this", tree)

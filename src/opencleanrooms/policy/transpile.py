@@ -79,7 +79,8 @@ def to_duckdb(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> 
 
 def _typed_fixes(tree: exp.Expression, schema: Mapping[str, Mapping[str, str]]) -> None:
     """The fixes that depend on an argument's type (found by sqlglot's annotator, only when needed)."""
-    casts = [node for node in tree.find_all(exp.Cast) if node.to.is_type(*_INTEGRAL)]
+    # casts marked `integral` (the DP rewrite's casts of counts and bucket numbers) have whole-number arguments
+    casts = [node for node in tree.find_all(exp.Cast) if node.to.is_type(*_INTEGRAL) and not node.meta.get("integral")]
     to_chars = list(tree.find_all(exp.ToChar))
     if not casts and not to_chars:
         return

@@ -1,10 +1,10 @@
 """Release a differential privacy query's answer: the engine returned exact, user-bounded cells (policy/dp.py);
 every number that leaves here is drawn by privacy.mechanisms (OpenDP), one release per unit the query paid for.
 
-COUNT and COUNT(DISTINCT) are one release each. SUM, AVG and STDDEV first release clamping bounds from the
-histogram of users per magnitude bucket (private_bounds), then their sums over values clamped to those bounds.
-The clamped sums are computed exactly from the cells: a bucket inside the bounds adds its own sums, a bucket beyond
-them adds the bound once per row.
+COUNT and COUNT(DISTINCT) are one release each. SUM, AVG and STDDEV first release bounds from the histogram of
+users per magnitude bucket (private_bounds), then their sums with every user brought within those bounds. The
+bounded sums are computed exactly from the cells (clamped_sums): a bucket inside the bounds adds its own sums, a
+bucket beyond them adds its users scaled down to the bound.
 
 GROUP BY: the groups released are those whose noisy distinct-user count passes OpenDP's threshold
 (mechanisms.release_groups); each user's rows are in one group (policy/dp.py), so every aggregate's per-group
@@ -42,7 +42,7 @@ def release(table: pa.Table, aggregations: list[dict], users_noise_per_query: in
             counts[group][i] = n
         elif kind == "c":
             cells[group][i].append((int(row["__dp_k"]), bool(row["__dp_neg"]), n, float(row["__dp_s1"] or 0.0),
-                                    float(row["__dp_s2"] or 0.0)))
+                                    float(row["__dp_s2"] or 0.0), float(row["__dp_s3"] or 0.0)))
         elif kind == "h":
             histograms[i][int(row["__dp_k"])] = n
     n_noise = users_noise_per_query
@@ -126,21 +126,24 @@ def _order(rows: list[tuple], order: list[dict]) -> list[tuple]:
 
 
 def clamped_sums(cells, bounds: Bounds) -> tuple[float, float, int]:
-    """Sum, sum of squares and count of the rows' values clamped to `bounds` (powers of two, as private_bounds
-    returns them): cell (k, negative) holds values of magnitude bucket k already clamped to the bucket's edge."""
+    """Sum, sum of squares and count of the users' weighted values after clamping to `bounds` (powers of two, as
+    private_bounds returns them). Cell (k, negative) holds the users whose root mean square value r is in magnitude
+    bucket k and whose mean m has that sign: n = sum of weights w, s1 = sum of w * m, s2 = sum of w * r^2 and
+    s3 = sum of w * m / r. A user beyond the bound E on their side has all their values scaled by E / r, so they add
+    E * (w * m / r) and E^2 * w: their mean stays within the bounds and their mean square within E^2."""
     upper_bucket = int(bounds.upper).bit_length() - 1  # upper = 2^m, m >= 0
     lower_bucket = int(-bounds.lower).bit_length() - 1 if bounds.lower < 0 else None  # lower = -2^a or 0
     total, squares, rows = 0.0, 0.0, 0
-    for k, negative, n, s1, s2 in cells:
+    for k, negative, n, s1, s2, s3 in cells:
         rows += n
         if k > 0:
             inside, edge = k <= upper_bucket, bounds.upper
         elif k < 0:
-            inside, edge = lower_bucket is not None and -k <= lower_bucket, bounds.lower
-        else:  # |v| < 1: inside unless negative and the lower bound is 0
-            inside, edge = (not negative) or bounds.lower < 0, bounds.lower
+            inside, edge = lower_bucket is not None and -k <= lower_bucket, -bounds.lower
+        else:  # r < 1: inside unless negative and the lower bound is 0
+            inside, edge = (not negative) or bounds.lower < 0, -bounds.lower
         if inside:
             total, squares = total + s1, squares + s2
         else:
-            total, squares = total + n * edge, squares + n * edge * edge
+            total, squares = total + edge * s3, squares + n * edge * edge
     return total, squares, rows
