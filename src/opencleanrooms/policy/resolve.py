@@ -15,8 +15,8 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from opencleanrooms.policy.model import QueryRequest, TableInfo
-from opencleanrooms.policy.parse import DIALECT, clean, reject
+from opencleanrooms.policy.model import QueryRejected, QueryRequest, TableInfo
+from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
 
 RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
 
@@ -28,6 +28,17 @@ class Relations:
     names: tuple[str, ...]
     tables: dict[str, TableInfo]
     rule_type: str
+
+
+def referenced_names(sql: str) -> frozenset[str]:
+    """The lower-case names of every relation the query's text names, CTE names included: a superset of the tables
+    plan_query resolves, so that a caller can look up only those instead of every table it stores. A query that
+    cannot be parsed names none; plan_query refuses it with the reason."""
+    try:
+        tree = parse(sql)
+        return frozenset(table.name.lower() for table in tree.find_all(exp.Table) if table.name)
+    except (QueryRejected, SqlglotError, RecursionError):
+        return frozenset()
 
 
 def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
