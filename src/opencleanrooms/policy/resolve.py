@@ -30,15 +30,27 @@ class Relations:
     rule_type: str
 
 
-def referenced_names(sql: str) -> frozenset[str]:
-    """The lower-case names of every relation the query's text names, CTE names included: a superset of the tables
-    plan_query resolves, so that a caller can look up only those instead of every table it stores. A query that
-    cannot be parsed names none; plan_query refuses it with the reason."""
-    try:
-        tree = parse(sql)
-        return frozenset(table.name.lower() for table in tree.find_all(exp.Table) if table.name)
-    except (QueryRejected, SqlglotError, RecursionError):
-        return frozenset()
+class ParsedQuery:
+    """A query's text parsed once, for a caller that needs the relations it names before it plans it: `names`, the
+    lower-case names of every relation the text names (CTE names included), a superset of the tables planning
+    resolves, so that the caller looks up only those rather than every table it stores. Planning takes the tree
+    (QueryRequest.parsed), so the text is parsed once. A text that cannot be parsed names none; planning refuses it
+    with the reason."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        try:
+            self._tree: exp.Expression | None = parse(sql)
+            self.names = frozenset(table.name.lower() for table in self._tree.find_all(exp.Table) if table.name)
+        except (QueryRejected, SqlglotError, RecursionError):
+            self._tree, self.names = None, frozenset()
+
+    def take(self, sql: str) -> exp.Expression | None:
+        """The tree of `sql`, once (planning rewrites it), or None."""
+        if sql != self.sql:
+            return None
+        tree, self._tree = self._tree, None
+        return tree
 
 
 def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
