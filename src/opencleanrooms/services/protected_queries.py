@@ -96,8 +96,9 @@ def query_caller(conn: sa.Connection, ctx: RequestContext, membership_id: str, w
 
 
 def submit(ctx: RequestContext, caller: Caller, job: Submission):
-    """Plan the query against every table of the collaboration and store it: SUBMITTED for a runner, or FAILED
-    with the policy's refusal. The one path every protected query takes, whoever starts it."""
+    """Plan the query against the collaboration's tables (of other kinds, only those its text names) and store it:
+    SUBMITTED for a runner, or FAILED with the policy's refusal. The one path every protected query takes, whoever
+    starts it."""
     collaboration, memberships, membership_id = caller.collaboration, caller.memberships, caller.membership["id"]
     sql, template, doc = job.sql, job.template, job.doc
     parsed = policy.ParsedQuery(sql)
