@@ -4,5 +4,6 @@ runner call plan_query; the engine runs Plan.sql(dialect) over tables registered
 
 from opencleanrooms.policy.model import Plan, QueryRejected, QueryRequest, TableInfo
 from opencleanrooms.policy.plan import plan_query, warm_up
+from opencleanrooms.policy.resolve import ParsedQuery
 
-__all__ = ["TableInfo", "QueryRequest", "Plan", "QueryRejected", "plan_query", "warm_up"]
+__all__ = ["TableInfo", "QueryRequest", "Plan", "ParsedQuery", "QueryRejected", "plan_query", "warm_up"]

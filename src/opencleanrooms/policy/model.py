@@ -41,6 +41,7 @@ class QueryRequest:
     # Populating an intermediate table: CUSTOM rules' disallowedOutputColumns are deferred (enforced when the
     # intermediate table is queried), so instead of refusing, the plan records which output columns they reach.
     defer_output_controls: bool = False
+    parsed: Any = None  # a ParsedQuery of `sql` the caller already made (to look up its tables): not parsed again
 
 
 class QueryRejected(Exception):

@@ -32,7 +32,9 @@ def plan_query(request: QueryRequest) -> Plan:
 
 
 def _plan(request: QueryRequest) -> Plan:
-    tree = parse(request.sql)
+    tree = request.parsed.take(request.sql) if request.parsed is not None else None
+    if tree is None:
+        tree = parse(request.sql)
     found = relations(tree, request)
     rule = _RULES[found.rule_type]
     rule.precheck(tree, found, request)  # what needs the query as written: `*`, authorization

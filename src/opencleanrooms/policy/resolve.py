@@ -15,8 +15,8 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from opencleanrooms.policy.model import QueryRequest, TableInfo
-from opencleanrooms.policy.parse import DIALECT, clean, reject
+from opencleanrooms.policy.model import QueryRejected, QueryRequest, TableInfo
+from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
 
 RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
 
@@ -28,6 +28,29 @@ class Relations:
     names: tuple[str, ...]
     tables: dict[str, TableInfo]
     rule_type: str
+
+
+class ParsedQuery:
+    """A query's text parsed once, for a caller that needs the relations it names before it plans it: `names`, the
+    lower-case names of every relation the text names (CTE names included), a superset of the tables planning
+    resolves, so that the caller looks up only those rather than every table it stores. Planning takes the tree
+    (QueryRequest.parsed), so the text is parsed once. A text that cannot be parsed names none; planning refuses it
+    with the reason."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        try:
+            self._tree: exp.Expression | None = parse(sql)
+            self.names = frozenset(table.name.lower() for table in self._tree.find_all(exp.Table) if table.name)
+        except (QueryRejected, SqlglotError, RecursionError):
+            self._tree, self.names = None, frozenset()
+
+    def take(self, sql: str) -> exp.Expression | None:
+        """The tree of `sql`, once (planning rewrites it), or None."""
+        if sql != self.sql:
+            return None
+        tree, self._tree = self._tree, None
+        return tree
 
 
 def relations(tree: exp.Expression, request: QueryRequest) -> Relations:

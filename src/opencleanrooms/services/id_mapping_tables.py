@@ -298,21 +298,22 @@ def table_summary(row) -> dict:
 
 
 class Relations:
-    """ID mapping tables as schemas of their collaboration (used by services/schemas.py through wiring)."""
+    """ID mapping tables as schemas of their collaboration (used by services/schemas.py through wiring). Their
+    status does not depend on time, so `now` goes unused."""
 
     schema_type = RULE_TYPE
 
     @staticmethod
-    def by_name(conn: sa.Connection, collaboration_id: str, name_key: str):
+    def by_name(conn: sa.Connection, collaboration_id: str, name_key: str, *, now: float):
         return _with_inputs(conn, store.schema_by_name(conn, collaboration_id, name_key))
 
     @staticmethod
-    def by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+    def by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str], *, now: float) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, name_keys)
         return {key: _with_inputs(conn, row) for key, row in found.items()}
 
     @staticmethod
-    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int):
+    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int, *, now: float):
         return store.page_schemas(conn, collaboration_id, after, limit)
 
     @staticmethod

@@ -13,7 +13,6 @@ BASE_TABLE_REMOVED. What each choice rests on is in docs/behaviour.md under "Int
 from __future__ import annotations
 
 import re
-import time
 
 import sqlalchemy as sa
 
@@ -60,11 +59,15 @@ def base_table_removed(conn: sa.Connection, collaboration_id: str, table_id: str
                          status_reason=f"Base table {name} was removed from the collaboration.")
 
 
-def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dict:
-    """Every intermediate table of the collaboration as a relation queries can read (protected_queries)."""
+def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration, names) -> dict:
+    """The intermediate tables among `names` (the lower-case relation names a query's text names) as relations the
+    query can read (protected_queries). Two statements however many tables the collaboration stores: a table's
+    dependencies are recorded in its own row, so the tables it was populated from need not be read."""
+    rows = store.queryable_by_names(conn, collaboration["id"], names)
+    versions = store.active_versions(conn, [row["id"] for row in rows])
     tables = {}
-    for row in store.of_collaboration(conn, collaboration["id"], active_owners=True):
-        active = store.active_version(conn, row["id"])
+    for row in rows:
+        active = versions.get(row["id"])
         columns = tuple((c, t) for c, t in (active["doc"].get("columns") or [])) if active else ()
         effective = constraints.effective(row, active)
         own = constraints.own_rule(row) or {}
@@ -84,40 +87,41 @@ def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration) -> dic
 class Relations:
     """Intermediate tables as schemas of their collaboration (type INTERMEDIATE_TABLE), for services/schemas.py
     through wiring: the tables of ACTIVE memberships, newest first. Rows come back as {"schema", "summary",
-    "rule" (AnalysisRule, or None)}, their status as of the read."""
+    "rule" (AnalysisRule, or None)}, their status as of `now`, the request's clock."""
 
     schema_type = "INTERMEDIATE_TABLE"
 
     @staticmethod
-    def by_name(conn: sa.Connection, collaboration_id: str, name_key: str):
-        return _as_schema(conn, store.schema_by_name(conn, collaboration_id, name_key))
+    def by_name(conn: sa.Connection, collaboration_id: str, name_key: str, *, now: float):
+        row = store.schema_by_name(conn, collaboration_id, name_key)
+        return None if row is None else _as_schema(row, store.active_version(conn, row["id"]), now)
 
     @staticmethod
-    def by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+    def by_names(conn: sa.Connection, collaboration_id: str, name_keys: list[str], *, now: float) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, name_keys)
-        return {key: _as_schema(conn, row) for key, row in found.items()}
+        versions = store.active_versions(conn, [row["id"] for row in found.values()])
+        return {key: _as_schema(row, versions.get(row["id"]), now) for key, row in found.items()}
 
     @staticmethod
-    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int):
+    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int, *, now: float):
         rows, last = store.page_schemas(conn, collaboration_id, after, limit)
-        return [_as_schema(conn, row) for row in rows], last
+        versions = store.active_versions(conn, [row["id"] for row in rows])
+        return [_as_schema(row, versions.get(row["id"]), now) for row in rows], last
 
     summary = staticmethod(lambda row: row["summary"])
     view = staticmethod(lambda row: row["schema"])
     analysis_rule = staticmethod(lambda row: row["rule"])
 
 
-def _as_schema(conn: sa.Connection, row) -> dict | None:
-    if row is None:
-        return None
-    active = store.active_version(conn, row["id"])
+def _as_schema(row, active, now: float) -> dict:
+    """The schema views of a table whose active version is `active` (or None), its status as of `now`."""
     own = constraints.own_rule(row)
     summary = {"name": row["name"], "type": "INTERMEDIATE_TABLE", "creatorAccountId": row["account_id"],
                "createTime": row["create_time"], "updateTime": row["update_time"],
                "collaborationId": row["collaboration_id"], "collaborationArn": row["collaboration_arn"],
                "analysisRuleTypes": [RULE_TYPE] if own else [], "analysisMethod": "DIRECT_QUERY"}
     overrides = row["doc"].get("columnTypes") or {}
-    reason = _schema_reason(row, active, round(time.time(), 3))
+    reason = _schema_reason(row, active, now)
     detail = {"status": "NOT_READY" if reason else "READY", "analysisType": "DIRECT_ANALYSIS"}
     if reason:
         detail["reasons"] = [reason]

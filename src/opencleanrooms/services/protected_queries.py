@@ -82,8 +82,9 @@ class Submission:
     populate: Any = None  # .planned(plan, rows, extras) -> dict for the spec; .store(conn, row)
 
 
-# Relations other families add to every query of a collaboration: (conn, ctx, collaboration) -> {name: ExtraTable}.
-# Filled by services.wiring.
+# Relations other families add to the queries of a collaboration: (conn, ctx, collaboration, names) ->
+# {name: ExtraTable}, those among `names` (policy.ParsedQuery.names of the query) only, so that the cost of a start
+# does not grow with what the collaboration stores. Filled by services.wiring.
 EXTRA_TABLES: list[Callable] = []
 
 Caller = runs.Caller  # the name other families (intermediate tables) use
@@ -95,17 +96,19 @@ def query_caller(conn: sa.Connection, ctx: RequestContext, membership_id: str, w
 
 
 def submit(ctx: RequestContext, caller: Caller, job: Submission):
-    """Plan the query against every table of the collaboration and store it: SUBMITTED for a runner, or FAILED
-    with the policy's refusal. The one path every protected query takes, whoever starts it."""
+    """Plan the query against the collaboration's tables (of other kinds, only those its text names) and store it:
+    SUBMITTED for a runner, or FAILED with the policy's refusal. The one path every protected query takes, whoever
+    starts it."""
     collaboration, memberships, membership_id = caller.collaboration, caller.memberships, caller.membership["id"]
     sql, template, doc = job.sql, job.template, job.doc
+    parsed = policy.ParsedQuery(sql)
     with ctx.db.read() as conn:
         schema_rows = association_store.schemas_of(conn, collaboration["id"])
         facts = schemas.CollaborationFacts.read(conn, collaboration)
         sources = {row["name"]: schemas.catalog_source(conn, row) for row in schema_rows}
         extras = {}
         for find in EXTRA_TABLES:
-            extras.update({name: table for name, table in find(conn, ctx, collaboration).items()
+            extras.update({name: table for name, table in find(conn, ctx, collaboration, parsed.names).items()
                            if name not in sources})
     if len(sql.encode()) > CLEAN_ROOMS_SQL_MAX_QUERY and collaboration["doc"].get("analyticsEngine") != "SPARK":
         raise errors.validation(f"The query text is {len(sql.encode())} bytes; the Clean Rooms SQL engine accepts "
@@ -119,7 +122,7 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
         tables = {name: _table_info(ctx, row, sources[name]) for name, row in rows.items()}
         tables.update({name: extra.info for name, extra in extras.items()})
         plan = policy.plan_query(policy.QueryRequest(
-            sql=sql, runner_account_id=ctx.account_id, tables=tables,
+            sql=sql, parsed=parsed, runner_account_id=ctx.account_id, tables=tables,
             template_arn=template["arn"] if template else None,
             template_author_account_id=template["account_id"] if template else None,
             parameters=job.parameters, defer_output_controls=job.populate is not None))

@@ -31,8 +31,9 @@ UNKNOWN_TYPE = "unknown"  # a column whose type cannot be read (Athena tables, u
 NOT_FOUND_CODE = "ResourceNotFoundException"  # BatchGet* errors' code: the error the single Get would raise
 QUERY_ABILITIES = frozenset({"CAN_QUERY", "CAN_RUN_JOB"})
 # Relations other than configured table associations (intermediate and ID mapping tables), filled by
-# services.wiring. Each has `schema_type`, `by_name`, `by_names`, `page` (like the association store's) and `view`,
-# `summary`, `analysis_rule` (output shapes of its rows; the rule may be None).
+# services.wiring. Each has `schema_type`, `by_name`, `by_names`, `page` (like the association store's, plus the
+# keyword `now`: the request's clock, for statuses that depend on time) and `view`, `summary`, `analysis_rule`
+# (output shapes of its rows; the rule may be None).
 OTHER_RELATIONS: list = []
 _SPAN = 2 ** 53  # list positions: kind index * _SPAN + seq (seq 0: the kind's first page)
 
@@ -61,7 +62,7 @@ def get_schema(ctx: RequestContext, params: dict) -> dict:
         collaboration, _ = member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
         if row is None:
-            other, kind = _other_relation(conn, collaboration_id, name.lower())
+            other, kind = _other_relation(conn, collaboration_id, name.lower(), ctx.now)
             if other is None:
                 raise _schema_not_found(name, collaboration_id)
             return {"schema": kind.view(other)}
@@ -81,12 +82,12 @@ def list_schemas(ctx: RequestContext, params: dict) -> dict:
         index, seq = divmod(after, _SPAN) if after is not None else (0, 0)
         rows: list = []
         while index < len(kinds) and len(rows) < limit:  # each kind in turn, newest first within it
-            page, last = kinds[index].page(conn, collaboration_id, seq or None, limit - len(rows))
+            page, last = kinds[index].page(conn, collaboration_id, seq or None, limit - len(rows), now=ctx.now)
             rows += [(kinds[index], row) for row in page]
             if last is not None:
                 return rows, index * _SPAN + last
             index, seq = index + 1, 0
-        more = any(kind.page(conn, collaboration_id, None, 1)[0] for kind in kinds[index:])
+        more = any(kind.page(conn, collaboration_id, None, 1, now=ctx.now)[0] for kind in kinds[index:])
         return rows, index * _SPAN if more else None
 
     return list_page(ctx, params, "schemaSummaries", (collaboration_id, schema_type), fetch,
@@ -102,7 +103,8 @@ def batch_get_schema(ctx: RequestContext, params: dict) -> dict:
         found = store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names])
         facts = CollaborationFacts.read(conn, collaboration)
         sources = {key: catalog_source(conn, row) for key, row in found.items()}
-        others = _other_relations(conn, collaboration_id, [n.lower() for n in names if n.lower() not in found])
+        others = _other_relations(conn, collaboration_id, [n.lower() for n in names if n.lower() not in found],
+                                  ctx.now)
     schemas, failures = [], []
     for name in names:
         row = found.get(name.lower())
@@ -123,7 +125,8 @@ def get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
     with ctx.db.read() as conn:
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         row = store.schema_by_name(conn, collaboration_id, name.lower())
-        other, kind = (None, None) if row is not None else _other_relation(conn, collaboration_id, name.lower())
+        other, kind = ((None, None) if row is not None
+                       else _other_relation(conn, collaboration_id, name.lower(), ctx.now))
     if other is not None:
         rule = kind.analysis_rule(other)
         if rule is None or rule["type"] != rule_type:
@@ -145,7 +148,7 @@ def batch_get_schema_analysis_rule(ctx: RequestContext, params: dict) -> dict:
         member_view(conn, ctx, collaboration_id, PARTICIPANT_STATUSES)
         found = store.schemas_by_names(conn, collaboration_id, sorted({name.lower() for name, _ in requests}))
         others = _other_relations(conn, collaboration_id,
-                                  sorted({n.lower() for n, _ in requests if n.lower() not in found}))
+                                  sorted({n.lower() for n, _ in requests if n.lower() not in found}), ctx.now)
     rules, failures = [], []
     for name, rule_type in requests:
         row = found.get(name.lower())
@@ -367,24 +370,28 @@ class _TableRelations:
     """Configured table associations as a kind of relation (for ListSchemas)."""
 
     schema_type = "TABLE"
-    page = staticmethod(store.page_schemas)
     summary = staticmethod(lambda row: schema_summary(row))
 
+    @staticmethod
+    def page(conn: sa.Connection, collaboration_id: str, after: int | None, limit: int, *, now: float):
+        return store.page_schemas(conn, collaboration_id, after, limit)  # summaries do not depend on time
 
-def _other_relation(conn: sa.Connection, collaboration_id: str, name_key: str):
+
+def _other_relation(conn: sa.Connection, collaboration_id: str, name_key: str, now: float):
     """(row, kind) of the relation of another kind with that name, or (None, None)."""
     for kind in OTHER_RELATIONS:
-        row = kind.by_name(conn, collaboration_id, name_key)
+        row = kind.by_name(conn, collaboration_id, name_key, now=now)
         if row is not None:
             return row, kind
     return None, None
 
 
-def _other_relations(conn: sa.Connection, collaboration_id: str, name_keys: list[str]) -> dict:
+def _other_relations(conn: sa.Connection, collaboration_id: str, name_keys: list[str], now: float) -> dict:
     found: dict = {}
     for kind in OTHER_RELATIONS:
         if name_keys:
-            found.update({key: (row, kind) for key, row in kind.by_names(conn, collaboration_id, name_keys).items()})
+            found.update({key: (row, kind)
+                          for key, row in kind.by_names(conn, collaboration_id, name_keys, now=now).items()})
     return found
 
 

@@ -98,12 +98,21 @@ def by_name(conn: sa.Connection, collaboration_id: str, name: str):
                                            T.c.name_key == name.lower())).mappings().first()
 
 
-def of_collaboration(conn: sa.Connection, collaboration_id: str, *, active_owners: bool = False) -> list:
-    """The collaboration's intermediate tables (with `active_owners`, only those whose membership is ACTIVE: the
-    relations queries can read, as for associations)."""
-    query = sa.select(T).where(T.c.collaboration_id == collaboration_id).order_by(T.c.seq)
-    if active_owners:
-        query = query.join(MS, MS.c.id == T.c.membership_id).where(MS.c.status == "ACTIVE")
+def of_collaboration(conn: sa.Connection, collaboration_id: str) -> list:
+    """All the collaboration's intermediate tables: for the rare writes that follow lineage (a base table removed
+    or disallowed), never on the query path."""
+    return list(conn.execute(sa.select(T).where(T.c.collaboration_id == collaboration_id).order_by(T.c.seq))
+                .mappings())
+
+
+def queryable_by_names(conn: sa.Connection, collaboration_id: str, name_keys) -> list:
+    """The tables of the collaboration with these names (lower case) whose membership is ACTIVE: the relations a
+    query naming them can read. One statement, however many tables the collaboration has."""
+    if not name_keys:
+        return []
+    query = (sa.select(T).join(MS, MS.c.id == T.c.membership_id)
+             .where(T.c.collaboration_id == collaboration_id, T.c.name_key.in_(sorted(name_keys)),
+                    MS.c.status == "ACTIVE").order_by(T.c.seq))
     return list(conn.execute(query).mappings())
 
 
@@ -160,6 +169,17 @@ def active_version(conn: sa.Connection, table_id: str):
     """The most recent populated version (expired or not), or None."""
     return conn.execute(_VERSION.where(VER.c.table_id == table_id, VER.c.populated_time.is_not(None))
                         .order_by(VER.c.seq.desc()).limit(1)).mappings().first()
+
+
+def active_versions(conn: sa.Connection, table_ids) -> dict:
+    """active_version of each of the tables, in one statement: {table_id: version}; tables without one are
+    absent."""
+    if not table_ids:
+        return {}
+    newest = (sa.select(sa.func.max(VER.c.seq)).select_from(VER.join(Q, Q.c.id == VER.c.analysis_id))
+              .where(VER.c.table_id.in_(sorted(set(table_ids))), VER.c.populated_time.is_not(None))
+              .group_by(VER.c.table_id))
+    return {row["table_id"]: row for row in conn.execute(_VERSION.where(VER.c.seq.in_(newest))).mappings()}
 
 
 def populating(conn: sa.Connection, table_id: str) -> bool:
