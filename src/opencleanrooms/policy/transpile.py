@@ -137,7 +137,7 @@ def _null_ordering(ordered: exp.Ordered) -> None:
 
 def _unordered_row_number(window: exp.Window) -> None:
     """ROW_NUMBER() ordered only by its partition keys numbers peers, in an arbitrary order in either engine; DuckDB
-    sorts for nothing unless the ORDER BY goes (the DP rewrite's per-user bound: about 3x faster on 1 M rows)."""
+    sorts for nothing unless the ORDER BY goes (about 3x faster for such a window on 1 M rows)."""
     order = window.args.get("order")
     if not isinstance(window.this, exp.RowNumber) or order is None:
         return
