@@ -135,6 +135,14 @@ def test_a_user_beyond_the_bounds_is_scaled_to_them():
     assert math.isclose(total, 101.0) and math.isclose(squares, 1 + 100 ** 2)
 
 
+def test_null_values_are_not_summed():
+    result = plan("SELECT SUM(amount), COUNT(amount), COUNT(*) FROM sales", sales())
+    data = {"sales": [row("a", amount=None), row("a", amount=3.0), row("b", amount=None)]}
+    table_ = cells(result, data).to_pylist()
+    assert {r["__dp_agg"]: r["__dp_n"] for r in table_ if r["__dp_kind"] == "n"} == {1: 1, 2: 3}
+    assert clamped_sums(_cells_of(table_, 0), Bounds(0, 4)) == (3.0, 9.0, 1)
+
+
 def test_count_distinct_values_takes_at_most_the_limit_of_each_users_values():
     result = plan("SELECT COUNT(DISTINCT region) AS regions FROM sales", sales())
     data = {"sales": [row("a", region=f"r{i}") for i in range(9)] + [row("b", region="r0"), row("b", region="z")]}
@@ -157,7 +165,7 @@ def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped):
     offset = 1 if grouped else 0
     for _ in range(12):
         data = [row(f"u{draw.randrange(8)}", region=draw.choice("ab"), segment=f"s{draw.randrange(12)}",
-                    amount=draw.choice([0.3, -2.0, 5.0, 70.0, -900.0, 3e4])) for _ in range(draw.randrange(5, 60))]
+                    amount=draw.choice([0.3, -2.0, 5.0, 70.0, -900.0, 3e4, None])) for _ in range(draw.randrange(5, 60))]
         gone = draw.choice(data)[0]
         before = cells(result, {"sales": data}).to_pylist()
         after = cells(result, {"sales": [r for r in data if r[0] != gone]}).to_pylist()

@@ -256,7 +256,8 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         if entry["mode"] == "values":
             per_user.append(f"COUNT({v}) AS {_q(f'__dp_n{i}')}")
         elif entry["mode"] == "cells" and "cells_of" not in entry:
-            x = f"LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r})"  # +-inf and NaN too: NaN sorts above every number
+            # +-inf and NaN clamped too (NaN sorts above every number); NULL stays NULL (GREATEST skips NULLs)
+            x = f"CASE WHEN {v} IS NULL THEN NULL ELSE LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) END"
             per_user += [f"COUNT({v}) AS {_q(f'__dp_n{i}')}", f"SUM({x}) AS {_q(f'__dp_m{i}')}",
                          f"SUM({x} * {x}) AS {_q(f'__dp_q{i}')}"]  # sums: each user's means follow from them
     summed = f"SELECT `__dp_u`{g_list}, {', '.join(per_user)} FROM `__dp_rows` GROUP BY `__dp_u`{g_list}"
