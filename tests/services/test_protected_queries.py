@@ -1,6 +1,7 @@
 """The cost of reading configured table associations on the query path, in process over a private database of the
-backend under test: StartProtectedQuery runs the same SQL statements whether the collaboration stores one
-association or thirty, and the catalog entries of the associations it does read are looked up in one statement.
+backend under test: StartProtectedQuery (with SQL or an analysis template) and PopulateIntermediateTable run the
+same SQL statements whether the collaboration stores one association or thirty, and the catalog entries of the
+associations they do read are looked up in one statement.
 
 Collaboration, membership, configured tables, their rules and associations are made by the real handlers; each
 table's catalog entry points at a real Parquet file (written with DuckDB) whose column types the start reads. What
@@ -18,8 +19,10 @@ import sqlalchemy as sa
 
 from opencleanrooms.catalog import commands as catalog_commands
 from opencleanrooms.services import (
+    analysis_templates,
     collaborations,
     configured_tables,
+    intermediate_tables,
     memberships,
     protected_queries,
     registry,
@@ -124,6 +127,51 @@ def test_starting_a_query_costs_the_same_with_one_or_thirty_stored_associations(
         spec = query_store.get(conn, second["id"])["spec"]
     assert [(t["label"], t["database"], t["table"], t["columns"]) for t in spec["tables"]] == [
         ("t0", "crm", "t0", ["user_id", "segment", "age"])]
+
+
+def test_starting_an_analysis_template_costs_the_same_with_one_or_thirty_stored_associations(world):
+    world.add_tables(1)
+    template = analysis_templates.create_template(world.ctx("CreateAnalysisTemplate"), {
+        "membershipIdentifier": world.membership_id, "name": "by segment", "format": "SQL",
+        "source": {"text": "SELECT segment, COUNT(DISTINCT user_id) AS users FROM t0 WHERE segment <> :skip "
+                           "GROUP BY segment"},
+        "analysisParameters": [{"name": "skip", "type": "VARCHAR", "defaultValue": "c"}]})["analysisTemplate"]
+
+    def run() -> tuple[dict, list]:
+        with counting([]) as statements:
+            out = protected_queries.start_protected_query(world.ctx("StartProtectedQuery"), {
+                "membershipIdentifier": world.membership_id, "resultConfiguration": RESULTS,
+                "sqlParameters": {"analysisTemplateArn": template["arn"], "parameters": {"skip": "a"}}})
+        return out["protectedQuery"], statements
+
+    first, with_one = run()
+    world.add_tables(29)
+    second, with_thirty = run()
+    assert first["status"] == second["status"] == "SUBMITTED", (first.get("error"), second.get("error"))
+    assert len(with_thirty) == len(with_one), f"{len(with_one)} statements with one table, {len(with_thirty)} with 30"
+
+
+def test_populating_an_intermediate_table_costs_the_same_with_one_or_thirty_stored_associations(world):
+    def populate() -> list:
+        """A new intermediate table populated from t0 (each once: a population not run yet blocks the next)."""
+        table = intermediate_tables.create_intermediate_table(world.ctx("CreateIntermediateTable"), {
+            "membershipIdentifier": world.membership_id, "name": f"segments {len(world.associations)}",
+            "populationAnalysisConfiguration": {"sqlParameters": {
+                "queryString": "SELECT user_id AS user_id, segment AS segment FROM t0"}}})["intermediateTable"]
+        with counting([]) as statements:
+            out = intermediate_tables.populate_intermediate_table(world.ctx("PopulateIntermediateTable"), {
+                "membershipIdentifier": world.membership_id, "intermediateTableIdentifier": table["id"]})
+        with world.db.read() as conn:
+            query = query_store.get(conn, out["analysisId"])
+        assert query["status"] == "SUBMITTED", query["doc"].get("error")
+        assert query["spec"]["intermediate"]["table_id"] == table["id"]
+        return statements
+
+    world.add_tables(1)
+    with_one = populate()
+    world.add_tables(29)
+    with_thirty = populate()
+    assert len(with_thirty) == len(with_one), f"{len(with_one)} statements with one table, {len(with_thirty)} with 30"
 
 
 def test_a_join_of_two_named_tables_among_thirty_reads_those_two(world):
