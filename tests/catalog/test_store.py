@@ -70,6 +70,33 @@ def test_exact_region_wins_over_any_region(db):
         assert resolve(conn, A, "eu-west-1", "sales", "orders").location == "/d/any.parquet"
 
 
+def test_get_many_agrees_with_resolve_in_one_statement_per_two_hundred_keys(db):
+    add_table(db, account_id=A, database="sales", table="orders", location="/d/any.parquet")
+    add_table(db, account_id=A, region="eu-west-1", database="sales", table="orders", location="/d/eu.parquet")
+    add_table(db, account_id=A, region="us-west-2", database="sales", table="only_west", location="/d/w.parquet")
+    add_table(db, account_id=B, database="other", table="orders", location="/d/b.parquet")
+    keys = [(A, "eu-west-1", "sales", "orders"), (A, "us-east-1", "SALES", "Orders"),
+            (A, "us-west-2", "sales", "only_west"), (A, "us-east-1", "sales", "only_west"),
+            (B, "us-east-1", "sales", "orders"), (B, "eu-west-1", "other", "orders"), (A, "us-east-1", "no", "pe")]
+    many = [(A, "us-east-1", "sales", f"t{i}") for i in range(250)] + keys  # two statements' worth
+    statements = []
+
+    def count(*args):
+        statements.append(args[2])
+
+    with db.read() as conn:
+        one_by_one = {key: resolve(conn, *key) for key in keys}
+        sa.event.listen(conn, "before_cursor_execute", count)
+        found = store.get_many(conn, many + keys)  # repeated keys are looked up once
+        sa.event.remove(conn, "before_cursor_execute", count)
+        assert store.get_many(conn, []) == {}
+    assert len(statements) == 2, statements
+    assert {key: found[key] for key in keys} == one_by_one
+    assert [one_by_one[key] and one_by_one[key].location for key in keys] == [
+        "/d/eu.parquet", "/d/any.parquet", "/d/w.parquet", None, None, "/d/b.parquet", None]
+    assert set(found) == set(many) and not any(found[key] for key in many[:250])
+
+
 def test_migration_step_adds_the_table_to_an_existing_database(tmp_path):
     database = Database(database_url(tmp_path))
     database.migrate()

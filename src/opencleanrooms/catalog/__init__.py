@@ -36,6 +36,12 @@ def resolve(conn: sa.Connection, account_id: str, region: str, database: str, ta
     return store.get(conn, account_id, region, database, table)
 
 
+def resolve_many(conn: sa.Connection, keys) -> dict[tuple[str, str, str, str], TableSource | None]:
+    """`resolve` of each (account_id, region, database, table) key, in one statement for up to 200 keys:
+    key -> entry or None."""
+    return store.get_many(conn, keys)
+
+
 def require_table(conn: sa.Connection, account_id: str, region: str, database: str, table: str) -> TableSource:
     """Like resolve, but raises TableNotFound."""
     source = resolve(conn, account_id, region, database, table)
@@ -47,5 +53,6 @@ def require_table(conn: sa.Connection, account_id: str, region: str, database: s
 __all__ = [
     "ANY_REGION", "FORMATS", "CatalogError", "Column", "DEFAULT_CACHE", "DataFile", "InvalidEntry", "S3Settings",
     "Scan", "SchemaCache", "TableNotFound", "TableSource", "TableUnreadable", "list_files", "load_catalog_file",
-    "locate_scan", "make_source", "prepare_scan", "read_schema", "require_table", "resolve", "store",
+    "locate_scan", "make_source", "prepare_scan", "read_schema", "require_table", "resolve", "resolve_many",
+    "store",
 ]

@@ -63,6 +63,34 @@ def get(conn: sa.Connection, account_id: str, region: str, database: str, table:
     return _source(rows[0]) if rows else None
 
 
+# Keys looked up per statement by get_many: a few parameters each, well under every backend's limit of bound
+# parameters in one statement.
+_KEYS_PER_STATEMENT = 200
+
+
+def get_many(conn: sa.Connection, keys) -> dict[tuple[str, str, str, str], TableSource | None]:
+    """`get` of each (account_id, region, database, table) key, in one statement for up to 200 distinct keys:
+    key -> entry (None when there is none). The entry for a key's region wins over the any-region one, as in
+    `get`."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict = {}
+    for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+        chunk = wanted[start:start + _KEYS_PER_STATEMENT]
+        rows = conn.execute(sa.select(T).where(sa.or_(*(
+            sa.and_(T.c.account_id == account_id, T.c.region.in_([region, ANY_REGION]),
+                    T.c.database_name == database.lower(), T.c.table_name == table.lower())
+            for account_id, region, database, table in chunk)))).mappings().all()
+        by_name: dict = {}
+        for row in rows:
+            by_name.setdefault((row["account_id"], row["database_name"], row["table_name"]), []).append(row)
+        for account_id, region, database, table in chunk:
+            candidates = [row for row in by_name.get((account_id, database.lower(), table.lower()), [])
+                          if row["region"] in (region, ANY_REGION)]
+            candidates.sort(key=lambda row: row["region"] == ANY_REGION)
+            found[(account_id, region, database, table)] = _source(candidates[0]) if candidates else None
+    return found
+
+
 def all_entries(conn: sa.Connection, account_id: str | None = None) -> list[TableSource]:
     query = sa.select(T).order_by(T.c.account_id, T.c.region, T.c.database_name, T.c.table_name)
     if account_id is not None:

@@ -45,7 +45,7 @@ def start_protected_job(ctx: RequestContext, params: dict) -> dict:
         names = template["doc"]["schema"]["referencedTables"]
         rows = association_store.schemas_by_names(conn, collaboration["id"], names)
         facts = schemas.CollaborationFacts.read(conn, collaboration)
-        sources = {name: schemas.catalog_source(conn, row) for name, row in rows.items()}
+        sources = schemas.catalog_sources(conn, rows)
 
     job_id = str(uuid.uuid4())
     receivers = [output["account_id"]]
