@@ -250,17 +250,20 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     g_list = "".join(f", {g}" for g in g_cols)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
     # 1. one hash aggregation of the rows by user (and group key): what each user has, summed up
-    per_user = ["COUNT(*) AS `__dp_c`"]
+    per_user, clamped = ["COUNT(*) AS `__dp_c`"], []
     for i, entry in enumerate(aggregations):
         v = _q(f"__dp_v{i}")
         if entry["mode"] == "values":
             per_user.append(f"COUNT({v}) AS {_q(f'__dp_n{i}')}")
         elif entry["mode"] == "cells" and "cells_of" not in entry:
             # +-inf and NaN clamped too (NaN sorts above every number); NULL stays NULL (GREATEST skips NULLs)
-            x = f"CASE WHEN {v} IS NULL THEN NULL ELSE LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) END"
+            x = _q(f"__dp_x{i}")
+            clamped.append(f"CASE WHEN {v} IS NULL THEN NULL ELSE LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) END "
+                           f"AS {x}")
             per_user += [f"COUNT({v}) AS {_q(f'__dp_n{i}')}", f"SUM({x}) AS {_q(f'__dp_m{i}')}",
                          f"SUM({x} * {x}) AS {_q(f'__dp_q{i}')}"]  # sums: each user's means follow from them
-    summed = f"SELECT `__dp_u`{g_list}, {', '.join(per_user)} FROM `__dp_rows` GROUP BY `__dp_u`{g_list}"
+    source = f"(SELECT *, {', '.join(clamped)} FROM `__dp_rows`) AS `__dp_x`" if clamped else "`__dp_rows`"
+    summed = f"SELECT `__dp_u`{g_list}, {', '.join(per_user)} FROM {source} GROUP BY `__dp_u`{g_list}"
     with_parts = [f"`__dp_pu` AS ({summed})"]
     # 2. one row per user: in a GROUP BY query, the user's group of smallest key only
     if groups:
@@ -313,11 +316,11 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
             b = _q(f"__dp_b{i}")
             magnitude = f"CASE WHEN `__dp_r` < 1 THEN 0.0 ELSE LEAST(FLOOR(LOG(2, `__dp_r`)) + 1, {BUCKET_LIMIT}) END"
             with_parts.append(
-                f"{b} AS (SELECT CASE WHEN `__dp_m` < 0 THEN -({magnitude}) ELSE {magnitude} END AS `__dp_k`, "
-                f"`__dp_m` < 0 AS `__dp_neg`, `__dp_w`, `__dp_m`, `__dp_q`, `__dp_r`{g_list} FROM (SELECT `__dp_w`, "
-                f"`__dp_m`, `__dp_q`, SQRT(`__dp_q`) AS `__dp_r`{g_list} FROM (SELECT LEAST({n}, {limit}) AS "
-                f"`__dp_w`, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} WHERE {n} > 0) "
-                f"AS `__dp_p`) AS `__dp_a`)")
+                f"{b} AS (SELECT CASE WHEN `__dp_m` < 0 THEN -`__dp_e` ELSE `__dp_e` END AS `__dp_k`, "
+                f"`__dp_m` < 0 AS `__dp_neg`, `__dp_w`, `__dp_m`, `__dp_q`, `__dp_r`{g_list} FROM (SELECT *, "
+                f"{magnitude} AS `__dp_e` FROM (SELECT *, SQRT(`__dp_q`) AS `__dp_r` FROM (SELECT LEAST({n}, "
+                f"{limit}) AS `__dp_w`, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} "
+                f"WHERE {n} > 0) AS `__dp_p`) AS `__dp_a`) AS `__dp_s`)")
             k_out = "CAST(`__dp_k` AS BIGINT)"
             ratio = "CASE WHEN `__dp_r` > 0 THEN `__dp_m` / `__dp_r` ELSE 0.0 END"
             selects.append(row(i, "c", k_out, "`__dp_neg`", "SUM(`__dp_w`)",
