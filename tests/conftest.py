@@ -55,18 +55,6 @@ def pytest_unconfigure(config):
             os.environ.pop(backend.URL_ENV, None)
             _private_postgres = None
 
-# The PostgreSQL pass of .ci/run repeats the suite for what the database backend changes. Tests that never reach the
-# suite's database (pure layers, engines, result writers, and commands that always use their own SQLite data
-# directory) would only repeat the SQLite pass there, so they are marked `backend_independent` and skipped on
-# PostgreSQL. Whole directories of such tests are listed here (tests/test_layers.py keeps policy/ and privacy/ free
-# of storage); elsewhere a module or a test carries the marker itself. In the SQLite pass a marked test that reaches
-# the suite's database (the `server` fixture, or any database made by tests/support/backend.py) fails, so that the
-# marker cannot hide a test that the PostgreSQL pass should run.
-BACKEND_INDEPENDENT = "runs in the SQLite pass only: does not depend on the database backend"
-BACKEND_INDEPENDENT_DIRS = ("auth", "engines", "policy", "privacy", "protocol", "results", "runner", "support",
-                            "testing", "traffic")
-_TESTS = Path(__file__).parent
-
 
 def pytest_report_header(config):
     return f"database backend: {backend.name()}"
@@ -111,6 +99,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         backend.forbid(None)
+
 
 @pytest.fixture(scope="session")
 def spark_remote():
