@@ -17,6 +17,8 @@ import pytest
 
 import opencleanrooms
 
+pytestmark = pytest.mark.backend_independent
+
 ROOT = pathlib.Path(opencleanrooms.__file__).parent
 PURE = ("opencleanrooms.services", "opencleanrooms.storage", "opencleanrooms.http", "opencleanrooms.protocol",
         "opencleanrooms.engines", "opencleanrooms.results", "opencleanrooms.runner", "sqlalchemy")

@@ -6,6 +6,8 @@ import pytest
 
 from opencleanrooms.config import SetupError, Settings, check_region, known_regions
 
+pytestmark = pytest.mark.backend_independent
+
 
 @pytest.mark.parametrize("field, value, message", [
     ("port", "abc", "port must be an integer from 0 to 65535, not 'abc'"),

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # the benchmark starts its own servers on SQLite data directories
+
 REPO = Path(__file__).resolve().parents[2]
 
 

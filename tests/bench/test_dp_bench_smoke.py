@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # the benchmark starts its own server on a SQLite data directory
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from opencleanrooms.catalog import ANY_REGION, InvalidEntry, make_source
 
+pytestmark = pytest.mark.backend_independent
+
 A = "111111111111"
 
 

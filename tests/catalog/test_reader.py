@@ -17,6 +17,8 @@ from opencleanrooms.catalog import (
 )
 from opencleanrooms.catalog.glue_types import UnsupportedType, glue_type
 
+pytestmark = pytest.mark.backend_independent
+
 A = "111111111111"
 
 

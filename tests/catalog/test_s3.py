@@ -22,6 +22,8 @@ from opencleanrooms.catalog import (
 from tests.catalog.conftest import S3_KEY, S3_SECRET
 from tests.support.server import free_port
 
+pytestmark = pytest.mark.backend_independent
+
 A = "111111111111"
 
 

@@ -20,7 +20,8 @@ ResourceNotFoundException for memberships, tags, configured tables and their rul
 else's page token or catalog table; ConflictException for re-joining), must change nothing (V's and W's views are
 compared before and after), and where AWS hides existence the refusal of an existing foreign resource must equal
 that of a random unknown one (code, status and body, the identifier substituted). Every case compares the views
-before and after its own attempts, so a case that changed something fails by itself, whatever ran before it.
+before and after its own attempts, so a case that changed something fails by itself, whatever ran before it (the
+view after one case serves as the next case's view before: nothing is sent to the server between the two).
 """
 
 from __future__ import annotations
@@ -84,6 +85,22 @@ class World:
     rules: dict[str, str] = field(default_factory=dict)  # V's table key -> the type of its analysis rule
     query: dict | None = None  # V's protected query in T, its result for W; made by ensure_query()
     id_maps: dict = field(default_factory=dict)  # V's and W's ID namespace associations, V's ID mapping table
+    # The victims' view after the last case, and what the world held then: the next case's view before, when no
+    # ensure_*() has made anything since (no request reaches the server between the two, so they are equal).
+    last_view: tuple | None = None
+
+    def view_before(self) -> dict:
+        key, (last_key, last) = self._view_key(), self.last_view or (None, None)
+        self.last_view = None  # a case that ends without its view after leaves nothing to reuse
+        return last if last_key == key else victim_view(self)
+
+    def view_after(self) -> dict:
+        view = victim_view(self)
+        self.last_view = (self._view_key(), view)
+        return view
+
+    def _view_key(self) -> tuple:
+        return tuple(t["id"] for t in self.tables.values()), bool(self.id_maps), self.query and self.query["id"]
 
     def ensure_id_mappings(self) -> None:
         """V's SOURCE and W's TARGET ID namespace associations in T, and V's ID mapping table over them (with the
@@ -955,13 +972,13 @@ def test_attack(world, tally, operation, role):
         world.ensure_query()
     if operation in ID_MAPPING_ATTACKS:
         world.ensure_id_mappings()
-    before = victim_view(world)
+    before = world.view_before()
     attempts = Attempts(world, role)
     try:
         ATTACKS[operation](attempts)
     except ApiError as exc:  # an attack helper's own call failed: report it as a problem of this case
         attempts.problems.append(f"unexpected error: {exc}")
-    after = victim_view(world)
+    after = world.view_after()
     tally["attempts"] += attempts.count
     tally["cases"] += 1
     changes = diff(before, after)

@@ -22,6 +22,10 @@ from opencleanrooms.auth.demo import DEMO_ACCOUNTS
 from tests.support.server import ServerProcess
 
 CLI = [sys.executable, "-m", "opencleanrooms"]
+# Tests of the command on a data directory of its own (`--data-dir`: SQLite), or on the pytest plugin's server (its
+# own SQLite too), whichever backend the suite runs on: skipped in the PostgreSQL pass (tests/conftest.py). The test
+# on a ServerProcess, whose database is the backend under test, carries no marker.
+own_storage = pytest.mark.backend_independent
 BIN = str(Path(sys.executable).parent)
 
 
@@ -45,6 +49,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
     return lines[0]
 
 
+@own_storage
 def test_version():
     result = run("--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"opencleanrooms {__version__}")
@@ -53,6 +58,7 @@ def test_version():
 # ------------------------------------------------------------------------------------------------ setup errors
 
 
+@own_storage
 def test_config_file_missing_unreadable_or_invalid(tmp_path):
     data = str(tmp_path / "data")
     assert_one_line_error(run("serve", "--data-dir", data, "--config", str(tmp_path / "missing.toml")),
@@ -68,6 +74,7 @@ def test_config_file_missing_unreadable_or_invalid(tmp_path):
         assert_one_line_error(run("serve", "--data-dir", data, "--config", str(secret)), "Permission denied")
 
 
+@own_storage
 @pytest.mark.parametrize("text, fragment", [
     ('port = "abc"', "port must be an integer from 0 to 65535, not 'abc'"),
     ("port = 70000", "port must be an integer from 0 to 65535, not 70000"),
@@ -89,6 +96,7 @@ def test_bad_config_values_are_one_line(tmp_path, text, fragment):
     assert not (tmp_path / "data").exists()  # refused before anything was created
 
 
+@own_storage
 def test_data_dir_under_a_file_or_unwritable(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
@@ -100,6 +108,7 @@ def test_data_dir_under_a_file_or_unwritable(tmp_path):
         assert_one_line_error(run(*command, "--data-dir", "/proc"), "data directory /proc", code=1)
 
 
+@own_storage
 def test_database_url_invalid_unreachable_or_driver_missing(tmp_path):
     assert_one_line_error(run("serve", "--database-url", "not a url"), "the database URL is not valid", code=1)
     assert_one_line_error(run("migrate", "--database-url", "nosuchdb://x/y"), "nosuchdb", code=1)
@@ -116,12 +125,14 @@ def test_database_url_invalid_unreachable_or_driver_missing(tmp_path):
     assert "hunter2" not in line
 
 
+@own_storage
 def test_unknown_region_is_refused_at_start(tmp_path):
     line = assert_one_line_error(run("serve", "--data-dir", str(tmp_path / "d"), "--region", "us-east-99"),
                                  "unknown region 'us-east-99'", "like us-east-1", "us-west-2", code=2)
     assert "ap-south-1" in line  # every region of the aws partition is accepted, and listed
 
 
+@own_storage
 def test_port_in_use_is_one_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -151,6 +162,7 @@ def _start_and_read_banner(tmp_path, *args: str, env: dict | None = None):
     raise AssertionError("no banner")
 
 
+@own_storage
 def test_banner_comes_after_the_port_is_bound_and_its_command_works(tmp_path):
     env = {"PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "HOME": str(tmp_path),
            "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
@@ -171,6 +183,7 @@ def test_banner_comes_after_the_port_is_bound_and_its_command_works(tmp_path):
         process.wait(timeout=15)
 
 
+@own_storage
 def test_banner_without_an_aws_cli_offers_python(tmp_path):
     env = {"PATH": "/usr/bin:/bin"}  # no AWS CLI on PATH: the venv's Python with boto3 instead
     if any(os.access(os.path.join(d, "aws"), os.X_OK) for d in env["PATH"].split(os.pathsep)):
@@ -187,6 +200,7 @@ def test_banner_without_an_aws_cli_offers_python(tmp_path):
         process.wait(timeout=15)
 
 
+@own_storage
 def test_port_zero_serves_on_the_port_the_banner_shows(tmp_path):
     process, banner = _start_and_read_banner(tmp_path)
     try:
@@ -250,6 +264,7 @@ def test_authentication_failures_are_logged_with_their_reason(tmp_path):
 # ------------------------------------------------------------------------------------------------ catalog add
 
 
+@own_storage
 def test_catalog_add_refuses_missing_locations_and_blank_csvs(tmp_path):
     data = str(tmp_path / "data")
     table = ["--data-dir", data, "--account-id", "111111111111", "--database", "sales", "--table", "orders"]
@@ -276,6 +291,7 @@ def test_catalog_add_refuses_missing_locations_and_blank_csvs(tmp_path):
     assert schema.returncode == 1 and "has a header line but no data rows" in schema.stderr
 
 
+@own_storage
 def test_a_csv_emptied_after_it_was_added_is_refused_when_read(cleanrooms_server, cleanrooms_accounts, tmp_path):
     """The API side of the same rule, on the pytest plugin's server: the data went bad after `catalog add`. The
     caller gets the request id; the server log has the reason (locations are the operator's business)."""

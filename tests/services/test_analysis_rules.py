@@ -7,6 +7,8 @@ import pytest
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import analysis_rules as rules
 
+pytestmark = pytest.mark.backend_independent
+
 ALLOWED = ["user_id", "segment", "age_band", "lifetime_value", "email_hash"]
 TEMPLATE = ("arn:aws:cleanrooms:us-east-1:111122223333:membership/41327cc4-bbf0-43f1-b70c-a160dddceb08/"
             "analysistemplate/1ff1bf9d-781c-418d-a6ac-2b80c09d6292")

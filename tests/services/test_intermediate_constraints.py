@@ -10,6 +10,8 @@ from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import intermediate_constraints as constraints
 from opencleanrooms.services.protected_queries import ExtraTable
 
+pytestmark = pytest.mark.backend_independent
+
 ALICE, BOB, CAROL = "111111111111", "222222222222", "333333333333"
 COLUMNS = (("user_id", "string"), ("email", "string"), ("segment", "string"))
 

@@ -7,6 +7,8 @@ import pytest
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services.pagination import PageTokens
 
+pytestmark = pytest.mark.backend_independent
+
 BINDING = ("ListMemberships", "us-east-1", "111111111111", None)
 
 

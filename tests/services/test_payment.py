@@ -7,6 +7,8 @@ import pytest
 from opencleanrooms.errors import ServiceError
 from opencleanrooms.services.payment import Participant, assign, check_acceptance
 
+pytestmark = pytest.mark.backend_independent
+
 YES, NO = {"isResponsible": True}, {"isResponsible": False}
 
 

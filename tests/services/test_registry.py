@@ -8,6 +8,8 @@ from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import registry
 from opencleanrooms.storage.database import RetryableError
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_a_handler_whose_transaction_was_rolled_back_for_a_deadlock_runs_again(monkeypatch):
     monkeypatch.setattr(registry.time, "sleep", lambda _s: None)

@@ -13,6 +13,8 @@ from opencleanrooms.services.sql_templates import (
     parse_query,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 
 def refused(text: str) -> ServiceError:
     """parse_query(text) must fail on source.text with INVALID_QUERY; returns the error."""

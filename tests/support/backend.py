@@ -26,6 +26,18 @@ URL_ENV = "OPENCLEANROOMS_TEST_DATABASE_URL"
 BACKEND_ENV = "OPENCLEANROOMS_TEST_BACKEND"
 _MARKER = "test-database-url"
 _created: list[str] = []  # databases this process created, dropped by drop_created()
+_forbidden: str | None = None  # set while a test marked backend_independent runs (tests/conftest.py)
+
+
+def forbid(reason: str | None) -> None:
+    """While `reason` is set, asking for a data directory's database fails with it."""
+    global _forbidden
+    _forbidden = reason
+
+
+def _check_allowed() -> None:
+    if _forbidden:
+        raise AssertionError(_forbidden)
 
 
 def is_postgresql() -> bool:
@@ -38,6 +50,7 @@ def name() -> str:
 
 def database_url(path: str | os.PathLike) -> str:
     """The URL of the database that stands for this data directory, created on first use."""
+    _check_allowed()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if not is_postgresql():
@@ -52,6 +65,7 @@ def database_url(path: str | os.PathLike) -> str:
 
 def storage_args(path: str | os.PathLike) -> list[str]:
     """The `opencleanrooms` storage flags that reach the database of this data directory."""
+    _check_allowed()
     args = ["--data-dir", str(path)]
     if is_postgresql():
         args += ["--database-url", database_url(path)]
