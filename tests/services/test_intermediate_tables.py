@@ -9,14 +9,18 @@ engine is needed: what is measured is the request path, not the population.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
-from opencleanrooms.services import collaborations, intermediate_tables, memberships, protected_queries, registry
+from opencleanrooms.services import (
+    collaborations,
+    intermediate_tables,
+    memberships,
+    protected_queries,
+    registry,
+)
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.pagination import PageTokens
 from opencleanrooms.services.quotas import Quotas
@@ -24,6 +28,7 @@ from opencleanrooms.storage import intermediate_tables as store
 from opencleanrooms.storage import protected_queries as query_store
 from opencleanrooms.storage.database import Database
 from tests.support.backend import database_url
+from tests.support.statements import counting
 
 ALICE = "111111111111"
 COLUMNS = [["user_id", "string"], ["segment", "string"]]
@@ -89,19 +94,6 @@ def world(tmp_path):
     db.migrate()
     yield World(db)
     db.dispose()
-
-
-@contextlib.contextmanager
-def counting(statements: list):
-    """Every SQL statement any engine of this process sends while the block runs."""
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
 
 
 def start(world: World, sql: str = QUERY) -> tuple[dict, list]:

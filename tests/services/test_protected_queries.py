@@ -10,12 +10,10 @@ is measured is the request path: no runner runs the query.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from opencleanrooms.catalog import commands as catalog_commands
 from opencleanrooms.services import (
@@ -36,6 +34,7 @@ from opencleanrooms.storage import protected_queries as query_store
 from opencleanrooms.storage import table_associations as association_store
 from opencleanrooms.storage.database import Database
 from tests.support.backend import database_url
+from tests.support.statements import counting
 
 ALICE = "111111111111"
 ROLE = "arn:aws:iam::111111111111:role/cleanrooms-table-access"
@@ -93,19 +92,6 @@ def world(tmp_path):
     db.migrate()
     yield World(db, data)
     db.dispose()
-
-
-@contextlib.contextmanager
-def counting(statements: list):
-    """Every SQL statement any engine of this process sends while the block runs."""
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
 
 
 def start(world: World, sql: str = QUERY) -> tuple[dict, list]:
