@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from opencleanrooms.catalog import commands as catalog_commands
+from opencleanrooms.errors import ServiceError
 from opencleanrooms.services import (
     analysis_templates,
     collaborations,
@@ -203,3 +204,17 @@ def test_catalog_sources_agrees_with_catalog_source_in_one_statement(world):
     assert batched == one_by_one
     assert batched["t3"].location == world.regional and batched["t4"] is None
     assert batched["t0"].location == world.data
+
+
+def test_a_query_text_over_the_sql_engines_limit_is_refused_before_any_table_is_read(world):
+    """90 KB on the Clean Rooms SQL engine: a longer text is a ValidationException, decided first (submit checks it
+    before parsing the text and reading its tables: that work would be wasted on a text that cannot run)."""
+    world.add_tables(1)
+    long_sql = QUERY + " " + "-" * (protected_queries.CLEAN_ROOMS_SQL_MAX_QUERY - len(QUERY))
+    with counting([]) as statements, pytest.raises(ServiceError) as info:
+        protected_queries.start_protected_query(world.ctx("StartProtectedQuery"), {
+            "membershipIdentifier": world.membership_id, "sqlParameters": {"queryString": long_sql},
+            "resultConfiguration": RESULTS})
+    assert info.value.code == "ValidationException"
+    assert f"at most {protected_queries.CLEAN_ROOMS_SQL_MAX_QUERY}" in info.value.message
+    assert not [s for s in statements if "association" in s or "catalog" in s], statements

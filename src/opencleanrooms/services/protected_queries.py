@@ -104,7 +104,10 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
     however many tables the collaboration stores; a name that is no relation is refused by planning as before."""
     collaboration, memberships, membership_id = caller.collaboration, caller.memberships, caller.membership["id"]
     sql, template, doc = job.sql, job.template, job.doc
-    parsed = policy.ParsedQuery(sql)
+    if len(sql.encode()) > CLEAN_ROOMS_SQL_MAX_QUERY and collaboration["doc"].get("analyticsEngine") != "SPARK":
+        raise errors.validation(f"The query text is {len(sql.encode())} bytes; the Clean Rooms SQL engine accepts "
+                                f"at most {CLEAN_ROOMS_SQL_MAX_QUERY}.", field="sqlParameters.queryString")
+    parsed = policy.ParsedQuery(sql)  # after the size check: parsing a text too long to run would be wasted
     with ctx.db.read() as conn:
         rows = association_store.schemas_by_names(conn, collaboration["id"], parsed.names)
         facts = schemas.CollaborationFacts.read(conn, collaboration)
@@ -113,9 +116,6 @@ def submit(ctx: RequestContext, caller: Caller, job: Submission):
         for find in EXTRA_TABLES:
             extras.update({name: table for name, table in find(conn, ctx, collaboration, parsed.names).items()
                            if name not in sources})
-    if len(sql.encode()) > CLEAN_ROOMS_SQL_MAX_QUERY and collaboration["doc"].get("analyticsEngine") != "SPARK":
-        raise errors.validation(f"The query text is {len(sql.encode())} bytes; the Clean Rooms SQL engine accepts "
-                                f"at most {CLEAN_ROOMS_SQL_MAX_QUERY}.", field="sqlParameters.queryString")
 
     query_id = str(uuid.uuid4())
     doc["receivers"] = job.receivers
