@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import botocore.exceptions
 import pytest
@@ -71,9 +72,21 @@ def test_regions_are_separate_and_only_served_ones_are_accepted(tmp_path):
         server.stop()
 
 
+def _worker_pids(server, count: int, timeout: float = 90.0) -> set[str]:
+    """The worker processes that have started, once `count` have (the port answers as soon as the first one
+    listens; on a loaded machine the second can take many seconds more to import and start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = set(re.findall(r"Started server process \[(\d+)\]", server.log_tail(100_000)))
+        if len(pids) >= count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
+
+
 def test_tokens_and_writes_work_across_worker_processes(tmp_path):
     server = ServerProcess(tmp_path / "data", "--workers", "2", "--quota", "collaborations=100").start()
     try:
+        assert len(_worker_pids(server, 2)) == 2  # both processes up, so that connections reach either
         a_account, b_account = server.new_account(), server.new_account()
         a, b = _Party(server, a_account), _Party(server, b_account)
         collaborations = [create_collaboration(a, [member(b)], name=f"w{i}") for i in range(30)]
@@ -89,8 +102,7 @@ def test_tokens_and_writes_work_across_worker_processes(tmp_path):
                     break
             assert seen == expected
         assert [x["id"] for x in all_pages(b.client, "list_collaborations", "collaborationList")] == expected
-        pids = set(re.findall(r"Started server process \[(\d+)\]", server.log_tail(100_000)))
-        assert len(pids) == 2
+        assert len(_worker_pids(server, 2)) == 2  # and still the same two
     finally:
         server.stop()
 
