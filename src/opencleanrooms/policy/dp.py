@@ -13,16 +13,21 @@ keys), sums them up per user (and group key) in one hash aggregation, keeps one 
 and counts each user as at most USER_CONTRIBUTION_LIMIT rows (a user over the limit counts as the limit times their
 mean). It returns a long table: per group the distinct users ('u' rows, for the key release), per aggregate (and
 group) its exact count ('n' rows), or, for value aggregates, per signed magnitude bucket of the users' root mean
-square their weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any released
-bounds) and, over all groups, the users per bucket ('h' rows, for the private bounds).
+square their users and weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any
+released bounds, and whose users, summed over signs and groups, are the histogram of the private bounds).
+The query's own part (its CTEs and the user-level rows) stays a tree, rendered per engine; the rest depends only
+on the query's shape, so render() renders it once per shape.
 The runner (runner/dp.py) turns that into the noisy answer; the clamped sums are exact functions of these cells.
 """
 
 from __future__ import annotations
 
+import functools
+
 import sqlglot
 from sqlglot import exp
 
+from opencleanrooms.policy import transpile
 from opencleanrooms.policy.lineage import DIRECT, Flow, scope_nodes
 from opencleanrooms.policy.parse import CleanRoomsSpark, fragment, reject
 from opencleanrooms.policy.resolve import Relations
@@ -35,7 +40,7 @@ _EDGE = float(2 ** BUCKET_LIMIT)
 _PREFIX = "__dp"
 _KINDS = {exp.Count: "COUNT", exp.Sum: "SUM", exp.Avg: "AVG", exp.Stddev: "STDDEV", exp.StddevSamp: "STDDEV",
           exp.StddevPop: "STDDEV"}
-RESULT_COLUMNS = ("__dp_agg", "__dp_kind", "__dp_k", "__dp_neg", "__dp_n", "__dp_s1", "__dp_s2", "__dp_s3")
+RESULT_COLUMNS = ("__dp_agg", "__dp_kind", "__dp_k", "__dp_neg", "__dp_n", "__dp_h", "__dp_s1", "__dp_s2", "__dp_s3")
 # ... then, in a GROUP BY query, one column per group key: __dp_g0, __dp_g1, ...
 
 
@@ -215,6 +220,37 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
+_ROWS = _q("__dp_rows")
+
+
+def render(tree: exp.Expression, wrapper: str, dialect: str, schema) -> str:
+    """A rewritten query in `dialect`: the query's user-level rows (`tree`, which ends in `SELECT * FROM
+    __dp_rows`), continued by the wrapper's CTEs and final SELECT. The wrapper depends only on the query's shape
+    (its aggregates and groups), so it is parsed and rendered once per shape and dialect."""
+    text = transpile.render(tree, dialect, schema)
+    tail = _tail(dialect)
+    if not text.endswith(tail):
+        raise ValueError("the rows of a differential privacy query do not end in their placeholder")
+    return text[: -len(tail)] + ", " + _wrapper(wrapper, dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def _tail(dialect: str) -> str:
+    return " " + transpile.render(sqlglot.parse_one(f"SELECT * FROM {_ROWS}", read=CleanRoomsSpark), dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def _wrapper(text: str, dialect: str) -> str:
+    """The wrapper's CTEs and final SELECT in `dialect` (without the leading WITH)."""
+    tree = sqlglot.parse_one(text, read=CleanRoomsSpark)
+    for cast in tree.find_all(exp.Cast):  # counts and bucket numbers: whole numbers, nothing to truncate
+        cast.meta["integral"] = True
+    rendered = transpile.render(tree, dialect)
+    if not rendered.startswith("WITH "):
+        raise ValueError("the differential privacy wrapper does not start with its CTEs")
+    return rendered[len("WITH "):]
+
+
 def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Expression],
              keys: list[exp.Expression]) -> exp.Expression:
     key = "with_" if "with_" in exp.Select.arg_types else "with"
@@ -250,7 +286,7 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
     g_list = "".join(f", {g}" for g in g_cols)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
     # 1. one hash aggregation of the rows by user (and group key): what each user has, summed up
-    per_user, clamped = ["COUNT(*) AS `__dp_c`"], []
+    per_user, clamped = (["COUNT(*) AS `__dp_c`"] if any(e["mode"] == "rows" for e in aggregations) else []), []
     for i, entry in enumerate(aggregations):
         v = _q(f"__dp_v{i}")
         if entry["mode"] == "values":
@@ -275,17 +311,15 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         one = "`__dp_pu`"
     selects = []
     null = "CAST(NULL AS DOUBLE)"
-    no_groups = "".join(f", NULL AS {g}" for g in g_cols)
 
     def row(i: int, kind: str, k: str, neg: str, n: str, sums: tuple[str, str, str], source: str,
-            extra: str = "", grouped: bool = True) -> str:
-        tail = g_list if grouped else no_groups
-        if grouped and groups:
+            extra: str = "", users: str = "0") -> str:
+        if groups:
             extra = f"{extra}, {g_list[2:]}" if extra else f" GROUP BY {g_list[2:]}"
         s1, s2, s3 = sums
         return (f"SELECT {i} AS `__dp_agg`, '{kind}' AS `__dp_kind`, {k} AS `__dp_k`, {neg} AS `__dp_neg`, "
-                f"CAST({n} AS BIGINT) AS `__dp_n`, {s1} AS `__dp_s1`, {s2} AS `__dp_s2`, {s3} AS `__dp_s3`{tail} "
-                f"FROM {source}{extra}")
+                f"CAST({n} AS BIGINT) AS `__dp_n`, CAST({users} AS BIGINT) AS `__dp_h`, {s1} AS `__dp_s1`, "
+                f"{s2} AS `__dp_s2`, {s3} AS `__dp_s3`{g_list} FROM {source}{extra}")
 
     no_sums = (null, null, null)
     if groups:  # users per group, for the thresholded key release (first, so the key columns get their types)
@@ -325,19 +359,15 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
             ratio = "CASE WHEN `__dp_r` > 0 THEN `__dp_m` / `__dp_r` ELSE 0.0 END"
             selects.append(row(i, "c", k_out, "`__dp_neg`", "SUM(`__dp_w`)",
                                ("SUM(`__dp_w` * `__dp_m`)", "SUM(`__dp_w` * `__dp_q`)", f"SUM(`__dp_w` * {ratio})"),
-                               b, " GROUP BY `__dp_k`, `__dp_neg`"))
-            selects.append(row(i, "h", k_out, "FALSE", "COUNT(*)", no_sums, b, " GROUP BY `__dp_k`", grouped=False))
-    text = "WITH `__dp_rows` AS (SELECT 1), " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
-    outer = sqlglot.parse_one(text, read=CleanRoomsSpark)
-    for cast in outer.find_all(exp.Cast):  # counts and bucket numbers: whole numbers, nothing to truncate
-        cast.meta["integral"] = True
+                               b, " GROUP BY `__dp_k`, `__dp_neg`", users="COUNT(*)"))
+    outer = sqlglot.parse_one(f"WITH {_ROWS} AS (SELECT 1) SELECT * FROM {_ROWS}", read=CleanRoomsSpark)
     with_node = outer.args[key]
-    placeholder = with_node.expressions[0]
-    placeholder.set("this", tree)
+    with_node.expressions[0].set("this", tree)
     if ctes is not None:
         for position, cte in enumerate(ctes.expressions):
             with_node.expressions.insert(position, cte)
             cte.parent = with_node
         with_node.set("expressions", list(with_node.expressions))
+    outer.meta["dp_wrapper"] = "WITH " + ", ".join(with_parts) + " " + " UNION ALL ".join(selects)
     outer.meta["dp"] = aggregations
     return outer

@@ -79,6 +79,9 @@ class Plan:
     dp_release: Mapping[str, Any] = field(default_factory=dict)
     # how the runner releases the rows: groups (number of GROUP BY keys), expression and contribution_limit of the
     # key release, order (output index, desc, nulls_first) and limit, both applied to the noisy rows
+    dp_wrapper: str = field(default="", repr=False)
+    # differential privacy: the rewrite's CTEs and final SELECT (Spark SQL) that continue `tree`, which ends in
+    # `SELECT * FROM __dp_rows` (policy/dp.render joins them)
     deferred_columns: tuple[tuple[str, str, str], ...] = ()
     # with QueryRequest.defer_output_controls: (output column, table, column) for each disallowed output column of
     # a table that reaches an output column
@@ -105,8 +108,10 @@ class Plan:
 
     def sql(self, dialect: str) -> str:
         """The final query in `dialect` ('duckdb' or 'spark')."""
-        from opencleanrooms.policy import transpile  # local: keeps this module free of sqlglot
+        from opencleanrooms.policy import dp, transpile  # local: keeps this module free of sqlglot
 
+        if self.dp_wrapper:
+            return dp.render(self.tree, self.dp_wrapper, dialect, self.scan_schema)
         return transpile.render(self.tree, dialect, self.scan_schema)
 
 

@@ -52,6 +52,7 @@ def _plan(request: QueryRequest) -> Plan:
                 output_columns=outputs, tree=tree,
                 scan_schema={scan: schema_of(found.tables)[name] for name, scan in scan_names.items()},
                 dp_aggregations=dp_aggregations, dp_release=dict(tree.meta.get("dp_release") or {}),
+                dp_wrapper=tree.meta.get("dp_wrapper", ""),
                 deferred_columns=tuple((display.get(o, o), t, c) for o, t, c in tree.meta.get("deferred_columns", ())))
 
 

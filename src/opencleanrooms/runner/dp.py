@@ -41,10 +41,11 @@ def release(table: pa.Table, aggregations: list[dict], users_noise_per_query: in
         elif kind == "n":
             counts[group][i] = n
         elif kind == "c":
-            cells[group][i].append((int(row["__dp_k"]), bool(row["__dp_neg"]), n, float(row["__dp_s1"] or 0.0),
+            k = int(row["__dp_k"])
+            cells[group][i].append((k, bool(row["__dp_neg"]), n, float(row["__dp_s1"] or 0.0),
                                     float(row["__dp_s2"] or 0.0), float(row["__dp_s3"] or 0.0)))
-        elif kind == "h":
-            histograms[i][int(row["__dp_k"])] = n
+            histogram = histograms[i]  # users per bucket, over both signs and every group
+            histogram[k] = histogram.get(k, 0) + int(row["__dp_h"] or 0)
     n_noise = users_noise_per_query
     if groups:  # which groups exist is itself private: release only those whose noisy user count passes
         ids = {str(position): group for position, group in enumerate(users)}
