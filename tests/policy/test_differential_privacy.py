@@ -117,17 +117,38 @@ def _histogram(table_, agg) -> dict:
     return histogram
 
 
-def test_a_user_over_the_limit_counts_as_the_limit_times_their_mean():
+@pytest.mark.parametrize("spread", [False, True])
+def test_a_user_over_the_limit_counts_as_the_limit_times_their_mean(spread):
     """Each user's rows are summed up in one pass: a user with more rows than the limit contributes the limit times
-    their mean (all their rows, weighted), not an arbitrary subset of them."""
-    result = plan("SELECT COUNT(*), SUM(amount), COUNT(amount) FROM sales", sales())
+    their mean (all their rows, weighted), not an arbitrary subset of them. Their squares: the limit times their
+    mean square when STDDEV needs it, else the limit times their mean squared."""
+    extra = ", STDDEV(amount)" if spread else ""
+    result = plan(f"SELECT COUNT(*), SUM(amount), COUNT(amount){extra} FROM sales", sales())
     data = {"sales": [row("heavy", amount=float(v)) for v in range(1, 11)] + [row("light", amount=2.0)] * 2}
     table_ = cells(result, data).to_pylist()
     counts = {r["__dp_agg"]: r["__dp_n"] for r in table_ if r["__dp_kind"] == "n"}
     assert counts == {0: 5 + 2, 2: 5 + 2}
     total, squares, n = clamped_sums(_cells_of(table_, 1), Bounds(0, 16))
     assert n == 7 and math.isclose(total, 5 * 5.5 + 2 * 2.0)
-    assert math.isclose(squares, 5 * sum(v * v for v in range(1, 11)) / 10 + 2 * 4.0)
+    heavy = sum(v * v for v in range(1, 11)) / 10 if spread else 5.5 ** 2
+    assert math.isclose(squares, 5 * heavy + 2 * 4.0)
+
+
+def test_without_stddev_a_users_mean_is_clamped_to_the_bounds():
+    """SUM and AVG alone bucket each user by their mean's magnitude: a user whose mean is beyond the bounds counts
+    as the bound (times their weight); infinite and NaN values clamp to the edge of the magnitude buckets."""
+    result = plan("SELECT SUM(amount), AVG(amount) FROM sales", sales())
+    data = {"sales": [row("a", amount=1.0), row("a", amount=100.0), row("b", amount=-3.0), row("c", amount=-6.0)]}
+    found = _cells_of(cells(result, data).to_pylist(), 0)
+    total, _, n = clamped_sums(found, Bounds(-4, 8))
+    assert n == 4 and math.isclose(total, 2 * 8 + -3.0 + -4.0)
+    total, _, _ = clamped_sums(found, Bounds(0, 128))  # a inside; b and c negative with a lower bound of 0
+    assert math.isclose(total, 101.0)
+    edge = float(2 ** dp.BUCKET_LIMIT)
+    data = {"sales": [row("a", amount=float("inf")), row("b", amount=float("nan")), row("c", amount=float("-inf"))]}
+    table_ = cells(result, data).to_pylist()
+    assert _histogram(table_, 0) == {dp.BUCKET_LIMIT: 2, -dp.BUCKET_LIMIT: 1}
+    assert clamped_sums(_cells_of(table_, 0), Bounds(-edge, edge))[0] == edge
 
 
 def test_a_user_beyond_the_bounds_is_scaled_to_them():
@@ -159,8 +180,9 @@ def test_count_distinct_values_takes_at_most_the_limit_of_each_users_values():
     assert cell["__dp_n"] == 6  # a's 5 smallest (r0..r4) and b's z
 
 
+@pytest.mark.parametrize("spread", ["STDDEV", "AVG"])  # users bucketed by root mean square, or by mean
 @pytest.mark.parametrize("grouped", [False, True])
-def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped):
+def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped, spread):
     """The property the noise relies on, checked on random data: with one user's rows removed, no count moves by
     more than the limit (distinct users by 1), no clamped sum by more than limit x bound (squares: bound squared),
     and the bounds histogram by more than 1 in total."""
@@ -169,7 +191,7 @@ def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped):
     limit = dp.USER_CONTRIBUTION_LIMIT
     group = "region, " if grouped else ""
     result = plan(f"SELECT {group}COUNT(*) AS n, COUNT(DISTINCT id) AS users, COUNT(DISTINCT segment) AS segments, "
-                  f"SUM(amount) AS total, STDDEV(amount) AS spread FROM sales" + (" GROUP BY region" if grouped
+                  f"SUM(amount) AS total, {spread}(amount) AS spread FROM sales" + (" GROUP BY region" if grouped
                                                                                   else ""), sales())
     offset = 1 if grouped else 0
     for _ in range(12):
@@ -184,7 +206,7 @@ def test_removing_one_user_moves_every_cell_by_at_most_its_sensitivity(grouped):
         for agg, most in ((offset, limit), (offset + 1, 1), (offset + 2, limit)):
             a, b = counts(before, agg), counts(after, agg)
             assert sum(abs(a.get(g, 0) - b.get(g, 0)) for g in set(a) | set(b)) <= most, (agg, a, b)
-        for agg in (offset + 3,):  # STDDEV(amount) shares SUM(amount)'s cells
+        for agg in (offset + 3,):  # the second aggregate of amount shares SUM(amount)'s cells
             histogram = [_histogram(t, agg) for t in (before, after)]
             assert histogram[0] or histogram[1]
             assert sum(abs(histogram[0].get(k, 0) - histogram[1].get(k, 0))

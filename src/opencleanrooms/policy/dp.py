@@ -12,8 +12,8 @@ The rewrite keeps the query's FROM/WHERE as a CTE of user-level rows (user id + 
 keys), sums them up per user (and group key) in one hash aggregation, keeps one group per user (the smallest key),
 and counts each user as at most USER_CONTRIBUTION_LIMIT rows (a user over the limit counts as the limit times their
 mean). It returns a long table: per group the distinct users ('u' rows, for the key release), per aggregate (and
-group) its exact count ('n' rows), or, for value aggregates, per signed magnitude bucket of the users' root mean
-square their users and weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any
+group) its exact count ('n' rows), or, for value aggregates, per signed magnitude bucket of the users' magnitude
+(root mean square, or the mean's magnitude when no STDDEV needs squares) their users and weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any
 released bounds, and whose users, summed over signs and groups, are the histogram of the private bounds).
 The query's own part (its CTEs and the user-level rows) stays a tree, rendered per engine; the rest depends only
 on the query's shape, so render() renders it once per shape.
@@ -223,6 +223,11 @@ def _q(name: str) -> str:
 _ROWS = _q("__dp_rows")
 
 
+def _clamp(value: str) -> str:
+    """`value` within +-2^64 (NaN to the upper edge: it sorts above every number in both engines)."""
+    return f"LEAST(GREATEST({value}, -{_EDGE!r}), {_EDGE!r})"
+
+
 def render(tree: exp.Expression, wrapper: str, dialect: str, schema) -> str:
     """A rewritten query in `dialect`: the query's user-level rows (`tree`, which ends in `SELECT * FROM
     __dp_rows`), continued by the wrapper's CTEs and final SELECT. The wrapper depends only on the query's shape
@@ -282,6 +287,9 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         condition = exp.and_(condition, exp.EQ(this=user.copy(), expression=other.copy()))
     tree.where(condition, copy=False)
 
+    # an argument only STDDEV needs squares of: its users are bucketed (and scaled) by their root mean square;
+    # otherwise by their mean's magnitude, which needs only each user's count and sum of values
+    rms = {entry.get("cells_of", i) for i, entry in enumerate(aggregations) if entry.get("type") == "STDDEV"}
     g_cols = [_q(g) for g in groups]
     g_list = "".join(f", {g}" for g in g_cols)  # appended to projections and GROUP BYs
     limit = USER_CONTRIBUTION_LIMIT
@@ -291,13 +299,14 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
         v = _q(f"__dp_v{i}")
         if entry["mode"] == "values":
             per_user.append(f"COUNT({v}) AS {_q(f'__dp_n{i}')}")
-        elif entry["mode"] == "cells" and "cells_of" not in entry:
+        elif entry["mode"] == "cells" and "cells_of" not in entry and i in rms:
             # +-inf and NaN clamped too (NaN sorts above every number); NULL stays NULL (GREATEST skips NULLs)
             x = _q(f"__dp_x{i}")
-            clamped.append(f"CASE WHEN {v} IS NULL THEN NULL ELSE LEAST(GREATEST({v}, -{_EDGE!r}), {_EDGE!r}) END "
-                           f"AS {x}")
+            clamped.append(f"CASE WHEN {v} IS NULL THEN NULL ELSE {_clamp(v)} END AS {x}")
             per_user += [f"COUNT({v}) AS {_q(f'__dp_n{i}')}", f"SUM({x}) AS {_q(f'__dp_m{i}')}",
                          f"SUM({x} * {x}) AS {_q(f'__dp_q{i}')}"]  # sums: each user's means follow from them
+        elif entry["mode"] == "cells" and "cells_of" not in entry:  # the mean is clamped (per user, below)
+            per_user += [f"COUNT({v}) AS {_q(f'__dp_n{i}')}", f"SUM({v}) AS {_q(f'__dp_m{i}')}"]
     source = f"(SELECT *, {', '.join(clamped)} FROM `__dp_rows`) AS `__dp_x`" if clamped else "`__dp_rows`"
     summed = f"SELECT `__dp_u`{g_list}, {', '.join(per_user)} FROM {source} GROUP BY `__dp_u`{g_list}"
     with_parts = [f"`__dp_pu` AS ({summed})"]
@@ -345,16 +354,23 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
                 f"`__dp_u`, {v} AS `__dp_w`{g_list} FROM `__dp_rows` WHERE {v} IS NOT NULL) AS `__dp_e`{join}) "
                 f"AS `__dp_f` WHERE `__dp_rn` <= {limit})")
             selects.append(row(i, "n", "0", "FALSE", "COUNT(DISTINCT `__dp_w`)", no_sums, d))
-        else:  # per user: weight min(values, limit), mean, mean square and root mean square, by the user's bucket
+        else:  # per user: weight min(values, limit), mean, mean square and magnitude r, by the user's bucket
             n, m, q = _q(f"__dp_n{i}"), _q(f"__dp_m{i}"), _q(f"__dp_q{i}")
             b = _q(f"__dp_b{i}")
             magnitude = f"CASE WHEN `__dp_r` < 1 THEN 0.0 ELSE LEAST(FLOOR(LOG(2, `__dp_r`)) + 1, {BUCKET_LIMIT}) END"
+            weight = f"LEAST({n}, {limit}) AS `__dp_w`"
+            if i in rms:  # mean and mean square of the clamped values; r = the root mean square
+                means = f"SELECT {weight}, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} WHERE {n} > 0"
+                r = "SQRT(`__dp_q`)"
+            else:  # the mean of the values as they are, clamped (+-inf and NaN too); r = its magnitude
+                means = (f"SELECT *, `__dp_m` * `__dp_m` AS `__dp_q` FROM (SELECT {weight}, {_clamp(f'{m} / {n}')} "
+                         f"AS `__dp_m`{g_list} FROM {one} WHERE {n} > 0) AS `__dp_o`")
+                r = "ABS(`__dp_m`)"
             with_parts.append(
                 f"{b} AS (SELECT CASE WHEN `__dp_m` < 0 THEN -`__dp_e` ELSE `__dp_e` END AS `__dp_k`, "
                 f"`__dp_m` < 0 AS `__dp_neg`, `__dp_w`, `__dp_m`, `__dp_q`, `__dp_r`{g_list} FROM (SELECT *, "
-                f"{magnitude} AS `__dp_e` FROM (SELECT *, SQRT(`__dp_q`) AS `__dp_r` FROM (SELECT LEAST({n}, "
-                f"{limit}) AS `__dp_w`, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} "
-                f"WHERE {n} > 0) AS `__dp_p`) AS `__dp_a`) AS `__dp_s`)")
+                f"{magnitude} AS `__dp_e` FROM (SELECT *, {r} AS `__dp_r` FROM ({means}) AS `__dp_p`) "
+                f"AS `__dp_a`) AS `__dp_s`)")
             k_out = "CAST(`__dp_k` AS BIGINT)"
             ratio = "CASE WHEN `__dp_r` > 0 THEN `__dp_m` / `__dp_r` ELSE 0.0 END"
             selects.append(row(i, "c", k_out, "`__dp_neg`", "SUM(`__dp_w`)",
