@@ -1,6 +1,7 @@
 """The cost of reading intermediate tables on the query path, in process over a private database of the backend under
 test: StartProtectedQuery runs the same SQL statements whether the collaboration stores one intermediate table or
-thirty, and schemas report an intermediate table's status as of the request's clock.
+thirty, GetIntermediateTable the same whatever else the collaboration stores, and schemas report an intermediate
+table's status as of the request's clock.
 
 Collaboration, membership, tables and rules are made by the real handlers. A population's protected query and
 version are written through the storage functions PopulateIntermediateTable and the runner use, so that no query
@@ -9,6 +10,7 @@ engine is needed: what is measured is the request path, not the population.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -148,6 +150,49 @@ def test_active_versions_agrees_with_active_version(world):
     assert "never" not in batched and one_by_one.pop("never") is None
     assert {k: dict(v) for k, v in batched.items()} == {k: dict(v) for k, v in one_by_one.items()}
     assert batched[t0]["doc"]["location"] == "file:///data/t0/v2"
+
+
+def _populated_from(world: World, table: dict, parents: list[dict]) -> None:
+    """Record `parents` as what `table` was populated from, as PopulateIntermediateTable does when it accepts a
+    population (its doc's dependencies, and their index)."""
+    dependencies = [{"id": p["id"], "name": p["name"], "type": "INTERMEDIATE_TABLE", "parentType": "DIRECT",
+                     "creatorAccountId": ALICE} for p in parents]
+    with world.db.write() as conn:
+        row = store.by_id(conn, table["id"])
+        store.update(conn, row["id"], doc=dict(row["doc"], dependencies=dependencies))
+        store.set_dependencies(conn, row["id"], dependencies)
+
+
+def get_table(world: World, table: dict) -> tuple[dict, list]:
+    with counting([]) as statements:
+        out = intermediate_tables.get_intermediate_table(world.ctx("GetIntermediateTable"), {
+            "membershipIdentifier": world.membership_id, "intermediateTableIdentifier": table["id"]})
+    return out["intermediateTable"], statements
+
+
+def test_get_reads_only_the_tables_children_however_many_the_collaboration_has(world):
+    """GetIntermediateTable lists the tables populated directly from it (childResources): it finds them through
+    the dependency index, not by reading every intermediate table of the collaboration."""
+    world.add_tables(3)
+    parent, child, grandchild = world.tables
+    _populated_from(world, child, [parent])
+    _populated_from(world, grandchild, [child])
+    first, with_three = get_table(world, parent)
+    world.add_tables(30)
+    second, with_thirty_three = get_table(world, parent)
+    assert len(with_thirty_three) == len(with_three), (len(with_three), len(with_thirty_three))
+    for statement in with_thirty_three:  # each read of the tables is of named ones: by id, or by dependency
+        if re.search(r"\bintermediate_tables\b", statement):
+            assert "intermediate_tables.id =" in statement or "intermediate_table_dependencies" in statement, \
+                statement
+    assert first == second
+    assert [c["resourceName"] for c in second["childResources"]] == ["t1"]  # the grandchild is not a direct child
+    with world.db.read() as conn:
+        cid = world.collaboration["id"]
+        assert [r["name"] for r in store.dependents(conn, cid, parent["id"])] == ["t1"]
+        assert [r["name"] for r in store.dependents(conn, cid, child["id"], direct=True)] == ["t2"]
+    _populated_from(world, child, [])  # populated again, from elsewhere: no longer a child
+    assert "childResources" not in get_table(world, parent)[0]
 
 
 def test_schemas_report_the_status_as_of_the_request_clock(world):

@@ -30,10 +30,41 @@ postgresql_only = pytest.mark.skipif(not backend.is_postgresql(), reason="Postgr
 
 def test_migrate_is_idempotent(tmp_path):
     db = Database(database_url(tmp_path))
-    assert db.migrate() == db.migrate() == len(MIGRATIONS) == 10  # the newest: audience models, log exports
+    assert db.migrate() == db.migrate() == len(MIGRATIONS) == 11  # the newest: intermediate table dependencies
     with db.read() as conn:
         versions = conn.execute(sa.select(schema.schema_version.c.version)).scalars().all()
     assert versions == list(range(1, len(MIGRATIONS) + 1))
+    db.dispose()
+
+
+def test_migration_11_indexes_what_stored_intermediate_tables_were_populated_from(tmp_path):
+    """A database of version 10 holds intermediate tables whose docs list their dependencies; migration 11 builds
+    the index that finds a table's dependents from them."""
+    from opencleanrooms.storage import intermediate_tables as it
+
+    db = Database(database_url(tmp_path))
+    db.migrate()
+    with db.write() as conn:  # back to version 10, with a collaboration and two tables populated before the index
+        it.intermediate_table_dependencies.drop(conn)
+        conn.execute(schema.schema_version.delete().where(schema.schema_version.c.version == 11))
+        conn.execute(schema.collaborations.insert().values(
+            id="c1", region="us-east-1", arn="arn", creator_account_id="111111111111", creator_display_name="a",
+            name="c", deleted=False, create_time=0.0, update_time=0.0, doc={}))
+        conn.execute(schema.memberships.insert().values(
+            id="m1", region="us-east-1", arn="arn", account_id="111111111111", collaboration_id="c1",
+            status="ACTIVE", create_time=0.0, update_time=0.0, doc={}))
+        for table_id, dependencies in (("a", [{"id": "base", "parentType": "DIRECT"}]),
+                                       ("b", [{"id": "a", "parentType": "DIRECT"},
+                                              {"id": "base", "parentType": "INDIRECT"}])):
+            conn.execute(it.intermediate_tables.insert().values(
+                id=table_id, region="us-east-1", account_id="111111111111", collaboration_id="c1",
+                membership_id="m1", name=table_id, name_key=table_id, arn=table_id, create_time=0.0,
+                update_time=0.0, doc={"dependencies": dependencies}))
+    assert db.migrate() == 11
+    with db.read() as conn:
+        assert [r["id"] for r in it.dependents(conn, "c1", "base")] == ["a", "b"]
+        assert [r["id"] for r in it.dependents(conn, "c1", "base", direct=True)] == ["a"]
+        assert [r["id"] for r in it.dependents(conn, "c1", "a", direct=True)] == ["b"]
     db.dispose()
 
 

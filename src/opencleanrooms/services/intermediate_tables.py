@@ -53,8 +53,8 @@ def name_in_use(conn: sa.Connection, collaboration_id: str, name: str) -> bool:
 
 def base_table_removed(conn: sa.Connection, collaboration_id: str, table_id: str, name: str, now: float) -> None:
     """A table intermediate tables were populated from is gone: they (and theirs) can no longer be queried."""
-    for row in store.of_collaboration(conn, collaboration_id):
-        if row["status"] is None and any(d["id"] == table_id for d in row["doc"].get("dependencies") or []):
+    for row in store.dependents(conn, collaboration_id, table_id):
+        if row["status"] is None:
             store.update(conn, row["id"], status="BASE_TABLE_REMOVED", update_time=now,
                          status_reason=f"Base table {name} was removed from the collaboration.")
 
@@ -314,8 +314,7 @@ def disallow_intermediate_table(ctx: RequestContext, params: dict) -> dict:
         reason = f"Disallowed by the data provider {ctx.account_id} (base table {mine[0]['name']})."
         targets = [row]
         if params.get("includeDescendants", True):
-            targets += [other for other in store.of_collaboration(conn, row["collaboration_id"])
-                        if any(d["id"] == row["id"] for d in other["doc"].get("dependencies") or [])]
+            targets += store.dependents(conn, row["collaboration_id"], row["id"])
         for target in targets:
             if target["status"] is None:
                 store.update(conn, target["id"], status="DISALLOWED_BY_DATA_PROVIDER", status_reason=reason,
@@ -417,6 +416,7 @@ class _Population:
         if query_row["status"] != "FAILED":  # a refused population leaves the table's lineage as it was
             store.update(conn, row["id"], doc=dict(row["doc"], dependencies=self.dependencies),
                          update_time=self.ctx.now)
+            store.set_dependencies(conn, row["id"], self.dependencies)
 
 
 def _check_populatable(conn: sa.Connection, row) -> None:
@@ -561,9 +561,7 @@ def _view(conn: sa.Connection, ctx: RequestContext, row, membership) -> dict:
         view["analysisRuleTypes"] = [RULE_TYPE]
     if row["doc"].get("dependencies"):
         view["tableDependencies"] = row["doc"]["dependencies"]
-    children = [other for other in store.of_collaboration(conn, row["collaboration_id"])
-                if any(d["id"] == row["id"] and d["parentType"] == "DIRECT"
-                       for d in other["doc"].get("dependencies") or [])]
+    children = store.dependents(conn, row["collaboration_id"], row["id"], direct=True)
     if children:
         view["childResources"] = [{"resourceId": c["id"], "resourceType": "INTERMEDIATE_TABLE",
                                    "resourceName": c["name"], "ownerAccountId": c["account_id"],

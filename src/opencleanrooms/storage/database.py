@@ -126,6 +126,12 @@ def _create_id_mapping_tables(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _index_intermediate_dependencies(conn: sa.Connection) -> None:
+    from opencleanrooms.storage import intermediate_tables
+
+    intermediate_tables.index_dependencies(conn)
+
+
 # Each step takes the database from version N-1 to N; applied in order inside one write transaction.
 MIGRATIONS = [
     lambda conn: schema.metadata.create_all(conn, tables=[
@@ -140,6 +146,7 @@ MIGRATIONS = [
     _create_intermediate_tables,  # 8: intermediate tables and their versions
     _create_id_mapping_tables,  # 9: ID namespace associations and ID mapping tables
     _create_audience_model_and_log_export_tables,  # 10: audience model associations, analysis log exports
+    _index_intermediate_dependencies,  # 11: what each intermediate table was populated from
 ]
 
 

@@ -7,7 +7,7 @@ BASE_TABLE_REMOVED); every other status is derived from the versions. A version 
 written with the protected query that populates it, in one transaction, and reads that query's status
 (POPULATE_STARTED while it runs, POPULATE_FAILED if it ends otherwise than SUCCESS); the runner marks it populated
 (`populated_time`, its data's location and columns) in the transaction that ends the query SUCCESS, and deletes
-the data once the version has expired (`purged_time`).
+the data once the version has expired (`purged_time`). What a table was populated from is indexed (migration 11).
 """
 
 from __future__ import annotations
@@ -68,9 +68,21 @@ intermediate_table_versions = sa.Table(
     sa.Index("ix_intermediate_table_versions_expiration", "expiration_time"),
 )
 
+# What each table was last populated from (its doc's `dependencies`, DIRECT and INDIRECT), one row per base table:
+# so that finding a table's children, or the tables to mark when a base table goes, reads only those (migration 11).
+intermediate_table_dependencies = sa.Table(
+    "intermediate_table_dependencies",
+    metadata,
+    sa.Column("table_id", sa.String(36), nullable=False),
+    sa.Column("dependency_id", sa.String(36), nullable=False),  # an association's or an intermediate table's id
+    sa.Column("direct", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint("table_id", "dependency_id", name="pk_intermediate_table_dependencies"),
+    sa.Index("ix_intermediate_table_dependencies_dependency", "dependency_id"),
+)
+
 TABLES: list[sa.Table] = [intermediate_tables, intermediate_table_versions]
 
-T, VER = intermediate_tables, intermediate_table_versions
+T, VER, DEP = intermediate_tables, intermediate_table_versions, intermediate_table_dependencies
 
 _VERSION = sa.select(VER, Q.c.status.label("query_status")).select_from(VER.join(Q, Q.c.id == VER.c.analysis_id))
 # The tables queries can read (their membership ACTIVE), with their collaboration's ARN: the collaboration's schemas.
@@ -98,11 +110,39 @@ def by_name(conn: sa.Connection, collaboration_id: str, name: str):
                                            T.c.name_key == name.lower())).mappings().first()
 
 
-def of_collaboration(conn: sa.Connection, collaboration_id: str) -> list:
-    """All the collaboration's intermediate tables: for the rare writes that follow lineage (a base table removed
-    or disallowed), never on the query path."""
-    return list(conn.execute(sa.select(T).where(T.c.collaboration_id == collaboration_id).order_by(T.c.seq))
-                .mappings())
+def dependents(conn: sa.Connection, collaboration_id: str, dependency_id: str, *, direct: bool = False) -> list:
+    """The collaboration's intermediate tables last populated from `dependency_id` (directly, or also through other
+    intermediate tables), oldest first."""
+    query = (sa.select(T).join(DEP, DEP.c.table_id == T.c.id)
+             .where(T.c.collaboration_id == collaboration_id, DEP.c.dependency_id == dependency_id))
+    if direct:
+        query = query.where(DEP.c.direct.is_(True))
+    return list(conn.execute(query.order_by(T.c.seq)).mappings())
+
+
+def set_dependencies(conn: sa.Connection, table_id: str, dependencies: list[dict]) -> None:
+    """Index the `dependencies` just written to the table's doc (what its latest accepted population reads)."""
+    conn.execute(DEP.delete().where(DEP.c.table_id == table_id))
+    rows = _dependency_rows(table_id, dependencies)
+    if rows:
+        conn.execute(DEP.insert(), rows)
+
+
+def _dependency_rows(table_id: str, dependencies) -> list[dict]:
+    found = {}
+    for dependency in dependencies or []:
+        direct = dependency.get("parentType") == "DIRECT"
+        found[dependency["id"]] = found.get(dependency["id"], False) or direct
+    return [{"table_id": table_id, "dependency_id": key, "direct": direct} for key, direct in found.items()]
+
+
+def index_dependencies(conn: sa.Connection) -> None:
+    """Migration 11: the dependency index, filled from the tables' docs."""
+    DEP.create(conn, checkfirst=True)
+    for row in conn.execute(sa.select(T.c.id, T.c.doc)).all():
+        rows = _dependency_rows(row.id, row.doc.get("dependencies"))
+        if rows:
+            conn.execute(DEP.insert(), rows)
 
 
 def queryable_by_names(conn: sa.Connection, collaboration_id: str, name_keys) -> list:
@@ -145,6 +185,7 @@ def delete(conn: sa.Connection, table_id: str, now: float) -> None:
     """The table goes; its versions expire now, so that a runner deletes their data."""
     conn.execute(VER.update().where(VER.c.table_id == table_id, VER.c.expiration_time > now)
                  .values(expiration_time=now))
+    conn.execute(DEP.delete().where(DEP.c.table_id == table_id))
     conn.execute(T.delete().where(T.c.id == table_id))
 
 
