@@ -601,18 +601,144 @@ target = "{target}"
         catalog_commands.import_file(server.db, path)
 
 
-def test_protected_queries_do_not_read_id_mapping_tables_yet(server, populated_world):
-    """docs/id-mapping.md: an ID mapping table is not a relation protected queries can name (not yet)."""
-    (alice, bob, _, _, collab), table = populated_world
-    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+# ------------------------------------------------------------------------------------------------ queries
+
+ROLE = "arn:aws:iam::111122223333:role/cleanrooms-table-access"
+THROUGH_MAPPING = ("FROM people p JOIN crm_visitors m ON p.person_id = m.sourceid "
+                   "JOIN visitors v ON v.visitor = m.targetid")
+
+
+def _queryable(p, collab, database, table, columns, runner, receiver, rule_type="CUSTOM", rule=None):
+    """`p`'s catalog table `database.table` as a configured table association named `table` with a rule of
+    `rule_type` (by default CUSTOM: any query of `runner`), whose results `receiver` may receive."""
+    member = {"AGGREGATION": "aggregation", "LIST": "list", "CUSTOM": "custom"}[rule_type]
+    configured = p.client.create_configured_table(
+        name=table, tableReference={"glue": {"databaseName": database, "tableName": table}},
+        allowedColumns=columns, analysisMethod="DIRECT_QUERY")["configuredTable"]
+    p.client.create_configured_table_analysis_rule(
+        configuredTableIdentifier=configured["id"], analysisRuleType=rule_type, analysisRulePolicy={"v1": {
+            member: rule or {"allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [runner.id]}}})
+    association = p.client.create_configured_table_association(
+        membershipIdentifier=collab.mid(p), configuredTableIdentifier=configured["id"], name=table,
+        roleArn=ROLE)["configuredTableAssociation"]
+    p.client.create_configured_table_association_analysis_rule(
+        membershipIdentifier=collab.mid(p), configuredTableAssociationIdentifier=association["id"],
+        analysisRuleType=rule_type, analysisRulePolicy={"v1": {member: {"allowedResultReceivers": [receiver.id]}}})
+    return association
+
+
+@pytest.fixture
+def query_world(server, populated_world):
+    """populated_world with Alice's people and Bob's visitors queryable by Alice (CUSTOM rules), results to Bob."""
+    (alice, bob, carol, dave, collab), table = populated_world
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    return (alice, bob, carol, dave, collab), table
+
+
+def _query(server, alice, bob, collab, sql) -> tuple[dict, list[tuple] | None]:
+    """Run `sql` as Alice with the result sent to Bob: the query as Alice sees it at its end, and Bob's rows."""
+    from opencleanrooms.results import read_result
+
     query = alice.client.start_protected_query(
-        membershipIdentifier=collab.mid(alice), type="SQL",
-        sqlParameters={"queryString": "SELECT COUNT(*) FROM crm_visitors"},
+        membershipIdentifier=collab.mid(alice), type="SQL", sqlParameters={"queryString": sql},
         resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
     done = wait(alice.client, collab.mid(alice), query["id"])
-    assert done["status"] == "FAILED" and "crm_visitors" in done["error"]["message"], done
+    if done["status"] != "SUCCESS":
+        return done, None
+    delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
+    return done, sorted(tuple(str(v) for v in r.values()) for r in delivered.to_pylist())
+
+
+def test_an_unpopulated_mapping_table_cannot_be_queried(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    done, _ = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "crm_visitors" in done["error"]["message"] and "not been populated" in done["error"]["message"]
+
+
+def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    # the documented shape: only the mapped pairs (p1 -> v10, v11; p3 -> v13) are read
+    done, rows = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "SUCCESS", done
+    assert rows == [("p1", "v10"), ("p1", "v11"), ("p3", "v13")]
+    assert done["result"] == {"output": {"memberList": [{"accountId": bob.id}]}}
+    # an aggregate over the overlap, with LEFT JOIN on the mapping table's inner side
+    done, rows = _query(server, alice, bob, collab,
+                        "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p LEFT JOIN crm_visitors m "
+                        "ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
+    assert rows == [("DE", "1"), ("FR", "2")], done
+    # Bob sees the query meant for him
+    seen = bob.client.get_protected_query(membershipIdentifier=collab.mid(bob),
+                                          protectedQueryIdentifier=done["id"])["protectedQuery"]
+    assert seen["status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("sql, contains", [
+    ("SELECT p.person_id FROM crm_visitors m LEFT JOIN people p ON p.person_id = m.sourceid "
+     "JOIN visitors v ON v.visitor = m.targetid", "inner side"),
+    (f"SELECT m.sourceid, v.visitor {THROUGH_MAPPING}", "`sourceid`"),
+    (f"SELECT p.person_id {THROUGH_MAPPING} WHERE m.targetid = 'v10'", "`targetid`"),
+    ("SELECT p.person_id FROM people p JOIN crm_visitors m ON p.person_id = m.sourceid", "both sides"),
+    ("SELECT p.person_id FROM people p CROSS JOIN crm_visitors m", "CROSS JOIN"),
+])
+def test_refused_shapes_end_failed_and_nothing_runs(server, query_world, sql, contains):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    done, _ = _query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and done["error"]["code"] == "MALFORMED_QUERY", done
+    assert contains in done["error"]["message"], done
+    assert not (server.data_dir / "results" / "bob-results" / done["id"]).exists()
+
+
+def test_an_id_column_is_a_dimension_when_its_namespace_association_allows_it(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    sql = f"SELECT m.sourceid, COUNT(*) AS visitors {THROUGH_MAPPING} GROUP BY m.sourceid"
+    done, _ = _query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and "`sourceid`" in done["error"]["message"], done
+    [source] = [a for a in alice.client.list_id_namespace_associations(
+        membershipIdentifier=collab.mid(alice))["idNamespaceAssociationSummaries"] if a["name"] == "crm"]
+    alice.client.update_id_namespace_association(membershipIdentifier=collab.mid(alice),
+                                                 idNamespaceAssociationIdentifier=source["id"],
+                                                 idMappingConfig={"allowUseAsDimensionColumn": True})
+    rule = bob.client.get_schema_analysis_rule(collaborationIdentifier=collab.id, name="crm_visitors",
+                                               type="ID_MAPPING_TABLE")["analysisRule"]
+    assert rule["policy"]["v1"]["idMappingTable"]["dimensionColumns"] == ["sourceid"]
+    done, rows = _query(server, alice, bob, collab, sql)
+    assert rows == [("p1", "2"), ("p3", "1")], done
+    # the other ID column is still for joins only
+    done, _ = _query(server, alice, bob, collab, f"SELECT m.targetid {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and "`targetid`" in done["error"]["message"], done
+
+
+def test_aggregation_queries_read_through_the_mapping_table(server, populated_world):
+    """The mapping table inherits the AGGREGATION rule of the others, whose output constraints still apply."""
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    for p, database, name, columns in ((alice, "crm", "people", ["person_id", "email", "country"]),
+                                       (bob, "web", "visitors", ["visitor", "mail", "cc"])):
+        _queryable(p, collab, database, name, columns, alice, bob, "AGGREGATION", {
+            "aggregateColumns": [{"columnNames": [columns[0]], "function": "COUNT_DISTINCT"}],
+            "joinColumns": [columns[0]], "dimensionColumns": [columns[2]], "scalarFunctions": [],
+            "outputConstraints": [{"columnName": columns[0], "minimum": 2, "type": "COUNT_DISTINCT"}]})
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, rows = _query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
+    assert rows == [("3",)], done  # people p1, p3 (2); visitors v10, v11, v13
+    # per country, FR has one person (p1) and DE one visitor (v13): both groups are below a minimum of 2
+    done, rows = _query(server, alice, bob, collab,
+                        f"SELECT p.country, COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING} GROUP BY p.country")
+    assert rows == [], done
+    # AGGREGATION allows INNER JOIN only, whatever the mapping table allows
+    done, _ = _query(server, alice, bob, collab,
+                     "SELECT COUNT(DISTINCT v.visitor) AS n FROM people p LEFT JOIN crm_visitors m "
+                     "ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid")
+    assert done["status"] == "FAILED" and "LEFT JOIN is not allowed" in done["error"]["message"], done
 
 
 def test_concurrent_writes_keep_one_association_per_namespace_and_one_job_at_a_time(server, populated_world, account):
