@@ -716,6 +716,27 @@ def test_an_id_column_is_a_dimension_when_its_namespace_association_allows_it(se
     assert done["status"] == "FAILED" and "`targetid`" in done["error"]["message"], done
 
 
+def test_an_intermediate_table_can_be_populated_through_the_mapping_table(server, query_world):
+    """The population depends on the mapping table (BaseTableDependencyType ID_MAPPING_TABLE), which adds no
+    inherited constraint; the tables it joins do."""
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    created = alice.client.create_intermediate_table(
+        membershipIdentifier=collab.mid(alice), name="mapped_pairs", populationAnalysisConfiguration={
+            "sqlParameters": {"queryString": f"SELECT p.country, v.visitor {THROUGH_MAPPING}"}})["intermediateTable"]
+    out = alice.client.populate_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                                   intermediateTableIdentifier=created["id"])
+    done = wait(alice.client, collab.mid(alice), out["analysisId"])
+    assert done["status"] == "SUCCESS", done
+    got = alice.client.get_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                              intermediateTableIdentifier=created["id"])["intermediateTable"]
+    assert sorted((d["name"], d["type"], d["parentType"], d["creatorAccountId"]) for d in got["tableDependencies"]) \
+        == [("crm_visitors", "ID_MAPPING_TABLE", "DIRECT", alice.id), ("people", "TABLE", "DIRECT", alice.id),
+            ("visitors", "TABLE", "DIRECT", bob.id)]
+    receivers = got["intermediateTableVersion"]["inheritedConstraints"]["allowedResultReceivers"]
+    assert receivers["value"] == [bob.id] and {s["name"] for s in receivers["sources"]} == {"people", "visitors"}
+
+
 def test_aggregation_queries_read_through_the_mapping_table(server, populated_world):
     """The mapping table inherits the AGGREGATION rule of the others, whose output constraints still apply."""
     (alice, bob, _, _, collab), table = populated_world
