@@ -117,6 +117,9 @@ def test_an_outer_join_after_the_mapping_keeps_the_mapping_on_the_inner_side():
      "FULL JOIN"),
     ("SELECT p.country FROM people p CROSS JOIN idmt m JOIN visits v ON v.vid = m.targetid", "CROSS JOIN"),
     ("SELECT p.country FROM people p, idmt m, visits v", "CROSS JOIN"),
+    ("SELECT p.country FROM people p NATURAL JOIN idmt m", "NATURAL JOIN"),
+    ("SELECT p.country FROM people p JOIN idmt m ON p.pid = m.sourceid JOIN visits v ON v.vid = m.targetid "
+     "FULL JOIN visits w ON w.vid = v.vid", "FULL JOIN"),
     ("SELECT p.country FROM people p LEFT SEMI JOIN idmt m ON p.pid = m.sourceid", "SEMI JOIN"),
     ("SELECT p.country FROM people p LEFT ANTI JOIN idmt m ON p.pid = m.sourceid", "ANTI JOIN"),
     ("SELECT p.country FROM people p JOIN (idmt m JOIN visits v ON v.vid = m.targetid) ON p.pid = m.sourceid",
