@@ -737,6 +737,41 @@ def test_an_intermediate_table_can_be_populated_through_the_mapping_table(server
     assert receivers["value"] == [bob.id] and {s["name"] for s in receivers["sources"]} == {"people", "visitors"}
 
 
+def test_an_analysis_template_reads_through_the_mapping_table(server, populated_world):
+    """A CUSTOM rule that allows only one analysis template: the template may name the ID mapping table."""
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    associations = [(alice, _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)),
+                    (bob, _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob))]
+    template = alice.client.create_analysis_template(
+        membershipIdentifier=collab.mid(alice), name="pairs", format="SQL",
+        source={"text": f"SELECT p.person_id, v.visitor {THROUGH_MAPPING} WHERE v.cc = :cc"},
+        analysisParameters=[{"name": "cc", "type": "VARCHAR"}])["analysisTemplate"]
+    for p, association in associations:
+        p.client.update_configured_table_analysis_rule(
+            configuredTableIdentifier=association["configuredTableId"], analysisRuleType="CUSTOM",
+            analysisRulePolicy={"v1": {"custom": {"allowedAnalyses": [template["arn"]]}}})
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    query = alice.client.start_protected_query(
+        membershipIdentifier=collab.mid(alice), type="SQL",
+        sqlParameters={"analysisTemplateArn": template["arn"], "parameters": {"cc": "fr"}},
+        resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
+    done = wait(alice.client, collab.mid(alice), query["id"])
+    assert done["status"] == "SUCCESS", done
+    from opencleanrooms.results import read_result
+    delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
+    assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == [("p1", "v10")]  # v11's cc is FR
+    # the same SQL written by Alice is not an allowed analysis
+    done, _ = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_ACCESS_DENIED", done
+    # a template naming an unknown table is still refused
+    with pytest.raises(Exception, match="not configured table associations"):
+        alice.client.create_analysis_template(
+            membershipIdentifier=collab.mid(alice), name="bad", format="SQL",
+            source={"text": "SELECT p.person_id FROM people p JOIN nowhere n ON p.person_id = n.sourceid"})
+
+
 def test_aggregation_queries_read_through_the_mapping_table(server, populated_world):
     """The mapping table inherits the AGGREGATION rule of the others, whose output constraints still apply."""
     (alice, bob, _, _, collab), table = populated_world

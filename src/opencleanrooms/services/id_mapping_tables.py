@@ -345,6 +345,11 @@ class Relations:
                 "policy": {"v1": {"idMappingTable": managed_rule(row)}}}
 
 
+def relation_names(conn: sa.Connection, collaboration_id: str, names) -> set[str]:
+    """Those of `names` that are ID mapping tables of the collaboration (analysis templates may read them)."""
+    return set(store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names]))
+
+
 def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration, names) -> dict:
     """The ID mapping tables among `names` (the lower-case relation names a query's text names) as relations the
     query can read (protected_queries, through wiring), under the managed rule (policy/id_mapping.py). Only a
