@@ -772,6 +772,31 @@ def test_an_analysis_template_reads_through_the_mapping_table(server, populated_
             source={"text": "SELECT p.person_id FROM people p JOIN nowhere n ON p.person_id = n.sourceid"})
 
 
+def test_access_budgets_of_the_joined_tables_are_spent_and_the_mapping_table_has_none(server, populated_world):
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    visitors = _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    bob.client.create_privacy_budget_template(
+        membershipIdentifier=collab.mid(bob), privacyBudgetType="ACCESS_BUDGET", autoRefresh="NONE",
+        parameters={"accessBudget": {"resourceArn": f"arn:aws:cleanrooms:{REGION}:{bob.id}:membership/"
+                                                    f"{collab.mid(bob)}/configuredtableassociation/{visitors['id']}",
+                                     "budgetParameters": [{"type": "LIFETIME", "budget": 1}]}})
+    sql = f"SELECT p.country, COUNT(*) AS n {THROUGH_MAPPING} GROUP BY p.country"
+    done, rows = _query(server, alice, bob, collab, sql)
+    assert rows == [("DE", "1"), ("FR", "2")], done
+    done, _ = _query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "budget" in done["error"]["message"].lower()
+    # the mapping table and Alice's table have no budget: a query of them alone is not refused for one
+    done, rows = _query(server, alice, bob, collab, "SELECT p.country, COUNT(*) AS n FROM people p "
+                        "JOIN crm_visitors m ON p.person_id = m.sourceid JOIN people q ON q.person_id = m.targetid "
+                        "GROUP BY p.country")
+    assert done["status"] == "SUCCESS" and rows == [], done  # no person id is also a visitor id
+
+
 def test_aggregation_queries_read_through_the_mapping_table(server, populated_world):
     """The mapping table inherits the AGGREGATION rule of the others, whose output constraints still apply."""
     (alice, bob, _, _, collab), table = populated_world
