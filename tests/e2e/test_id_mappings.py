@@ -669,8 +669,8 @@ def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query
     assert done["result"] == {"output": {"memberList": [{"accountId": bob.id}]}}
     # an aggregate over the overlap, with LEFT JOIN on the mapping table's inner side
     done, rows = _query(server, alice, bob, collab,
-                        "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p LEFT JOIN crm_visitors m "
-                        "ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
+                        "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p "
+                        "LEFT JOIN crm_visitors m ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
     assert rows == [("DE", "1"), ("FR", "2")], done
     # Bob sees the query meant for him
     seen = bob.client.get_protected_query(membershipIdentifier=collab.mid(bob),

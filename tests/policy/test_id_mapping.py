@@ -86,7 +86,8 @@ def test_custom_aggregates_over_the_overlap():
 
 @pytest.mark.parametrize("sql", [
     "SELECT p.country, v.page FROM people p LEFT JOIN idmt m ON p.pid = m.sourceid JOIN visits v ON v.vid = m.targetid",
-    "SELECT p.country, v.page FROM idmt m RIGHT JOIN people p ON p.pid = m.sourceid JOIN visits v ON v.vid = m.targetid",
+    "SELECT p.country, v.page FROM idmt m RIGHT JOIN people p ON p.pid = m.sourceid "
+    "JOIN visits v ON v.vid = m.targetid",
     "SELECT p.country, v.page FROM people p INNER JOIN idmt m ON p.pid = m.sourceid INNER JOIN visits v "
     "ON m.targetid = v.vid",
     "SELECT p.country, v.page FROM idmt m JOIN people p ON (m.sourceid = p.pid) JOIN visits v ON v.vid = m.targetid",
@@ -188,7 +189,8 @@ def test_dimension_columns_may_be_selected_and_filtered():
     refused(f"SELECT m.targetid {JOIN}", *tables, contains="`targetid`")
     # a dimension column used only in WHERE does not satisfy the overlap
     refused("SELECT p.country FROM people p JOIN idmt m ON p.pid = m.targetid "
-            "JOIN visits v ON v.vid = m.targetid WHERE m.sourceid = 'p1'", *tables, contains="`sourceid` must be joined")
+            "JOIN visits v ON v.vid = m.targetid WHERE m.sourceid = 'p1'", *tables,
+            contains="`sourceid` must be joined")
 
 
 def test_custom_rules_of_the_other_tables_still_apply():

@@ -27,7 +27,6 @@ from opencleanrooms.policy.model import TableInfo
 from opencleanrooms.policy.parse import fragment, reject
 
 RULE_TYPE = "ID_MAPPING_TABLE"
-_OUTER_OK = {"LEFT": "right", "RIGHT": "left"}  # the side of an outer join that is its inner side
 
 
 def is_mapping(info: TableInfo) -> bool:
@@ -172,8 +171,8 @@ def _check_joins(select: exp.Select, mapping: set[str]) -> None:
         if side == "FULL":
             reject(f"FULL JOIN cannot join ID mapping table `{name}`: the ID mapping table must be on the inner side "
                    f"of every join (`{shown}`).")
-        if side in _OUTER_OK and (left if _OUTER_OK[side] == "right" else right):
-            preserved = "left" if side == "LEFT" else "right"
+        if (side == "LEFT" and left) or (side == "RIGHT" and right):  # the preserved side holds it
+            preserved = side.lower()
             reject(f"ID mapping table `{name}` is on the {preserved} side of a {side} JOIN, whose unmatched rows it "
                    f"would keep: the ID mapping table must be on the inner side of every join, as in `t LEFT JOIN "
                    f"{name}` or `{name} RIGHT JOIN t` (`{shown}`).")

@@ -6,9 +6,9 @@ ResourceNotFoundException. Every INVITED or ACTIVE member of the collaboration r
 through the collaboration calls (by ARN); anyone else gets the collaboration's usual AccessDeniedException.
 
 A SQL template's text is parsed (services/sql_templates.py): one SELECT whose `:name` parameters are all declared
-and whose tables are all relations (configured table associations, ID mapping tables) of the collaboration. A PySpark template's
-artifacts are read from the server's S3 endpoint to record their SHA-256 hashes. What each check rests on is listed
-in docs/behaviour.md under "Analysis templates".
+and whose tables are all relations (configured table associations, ID mapping tables) of the collaboration. A
+PySpark template's artifacts are read from the server's S3 endpoint to record their SHA-256 hashes. What each check
+rests on is listed in docs/behaviour.md under "Analysis templates".
 """
 
 from __future__ import annotations
