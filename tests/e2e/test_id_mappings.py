@@ -735,6 +735,11 @@ def test_an_intermediate_table_can_be_populated_through_the_mapping_table(server
             ("visitors", "TABLE", "DIRECT", bob.id)]
     receivers = got["intermediateTableVersion"]["inheritedConstraints"]["allowedResultReceivers"]
     assert receivers["value"] == [bob.id] and {s["name"] for s in receivers["sources"]} == {"people", "visitors"}
+    # deleting the mapping table removes a base table of the intermediate table
+    alice.client.delete_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    got = alice.client.get_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                              intermediateTableIdentifier=created["id"])["intermediateTable"]
+    assert got["status"] == "BASE_TABLE_REMOVED" and "crm_visitors" in got["statusReason"], got
 
 
 def test_an_analysis_template_reads_through_the_mapping_table(server, populated_world):

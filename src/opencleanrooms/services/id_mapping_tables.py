@@ -40,6 +40,9 @@ KIND = "idmappingtable"
 RULE_TYPE = "ID_MAPPING_TABLE"
 COLUMNS = (id_mapping.SOURCE_COLUMN, id_mapping.TARGET_COLUMN)
 STALE_JOB_SECONDS = 3600  # a RUNNING job older than this died with its process; another may start
+# What follows a table's deletion, (conn, collaboration_id, table_id, name, now) -> None (intermediate tables
+# populated from it are BASE_TABLE_REMOVED). Filled by services.wiring.
+DELETE_HOOKS: list = []
 
 
 def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
@@ -136,6 +139,8 @@ def delete_table(ctx: RequestContext, params: dict) -> None:
         row = _table(conn, ctx, membership_id, table_id)
         store.delete_table(conn, table_id)
         tag_store.remove(conn, row["arn"])
+        for hook in DELETE_HOOKS:
+            hook(conn, row["collaboration_id"], table_id, row["name"], ctx.now)
     if ctx.id_mapping_dir:  # "Deleting a mapping table permanently removes any populated data" (AWS)
         shutil.rmtree(_table_dir(ctx, row), ignore_errors=True)
 

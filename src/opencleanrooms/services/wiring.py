@@ -11,7 +11,8 @@ says which family's check guards which operation of another:
 - configured table associations, intermediate tables and ID mapping tables share the collaboration's relation
   names, and schemas list intermediate and ID mapping tables after the configured table associations;
 - protected queries read intermediate tables and ID mapping tables besides associations, SQL analysis templates
-  ID mapping tables; deleting an association marks intermediate tables populated from it BASE_TABLE_REMOVED;
+  ID mapping tables; deleting an association or an ID mapping table marks intermediate tables populated from it
+  BASE_TABLE_REMOVED;
 - the tag operations resolve every taggable ARN for its owner only.
 """
 
@@ -46,6 +47,7 @@ def wire() -> None:
     analysis_templates.OTHER_RELATIONS[:] = [id_mapping_tables.relation_names]
     table_associations.NAME_CHECKS[:] = [intermediate_tables.name_in_use, id_mapping_tables.name_in_use]
     table_associations.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
+    id_mapping_tables.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
     configured_tables.RULE_DELETE_CHECKS[:] = [table_associations.table_rule_in_use]
     tags.RESOLVERS.clear()
