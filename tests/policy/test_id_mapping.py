@@ -95,6 +95,7 @@ def test_custom_aggregates_over_the_overlap():
     "JOIN idmt m ON p.pid = m.sourceid AND v.vid = m.targetid",
     "SELECT p.country, v.page FROM people p LEFT OUTER JOIN idmt m ON p.pid = m.sourceid JOIN visits v "
     "ON v.vid = m.targetid",
+    "SELECT p.country, v.page FROM people p JOIN `IDMT` m ON p.pid = m.SourceId JOIN Visits v ON v.vid = M.TARGETID",
 ])
 def test_allowed_join_shapes_give_the_same_overlap(sql):
     assert run(plan(sql, *TABLES)) == [("DE", "home"), ("FR", "cart"), ("FR", "home"), ("FR", "home")]
