@@ -464,8 +464,14 @@ def _csv(path, text: str) -> str:
 def populated_world(server, world, tmp_path):
     """Alice's CRM (SOURCE) and Bob's visitors (TARGET), matched on email and country after normalization."""
     alice, bob, carol, dave, collab = world
+    return world, mapping_table(server, alice, bob, collab, tmp_path)
+
+
+def mapping_table(server, alice, bob, collab, directory) -> dict:
+    """Alice's crm.people and Bob's web.visitors in their catalogs, their namespaces associated, and Alice's ID
+    mapping table `crm_visitors` from her workflow (not populated). The mapping: p1 -> v10, v11; p3 -> v13."""
     catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="people", location=_csv(
-        tmp_path / "people.csv",
+        directory / "people.csv",
         "person_id,email,country\n"
         "p1,  Ann@Example.COM ,FR\n"
         "p2,bob@example.com,fr\n"
@@ -473,7 +479,7 @@ def populated_world(server, world, tmp_path):
         "p4,,DE\n"
         "p5,eve@example.com,US\n"))
     catalog_commands.add_table(server.db, account_id=bob.id, database="web", table="visitors", location=_csv(
-        tmp_path / "visitors.csv",
+        directory / "visitors.csv",
         "visitor,mail,cc\n"
         "v10,ann@example.com,fr\n"
         "v11,ANN@example.com,FR\n"
@@ -489,8 +495,7 @@ def populated_world(server, world, tmp_path):
     define_workflow(server, workflow, source, target)
     associate_namespace(alice, collab.mid(alice), source, name="crm")
     associate_namespace(bob, collab.mid(bob), target, name="visitors")
-    table = create_mapping_table(alice, collab.mid(alice), workflow, name="crm_visitors")
-    return world, table
+    return create_mapping_table(alice, collab.mid(alice), workflow, name="crm_visitors")
 
 
 def _status(p, collab, name):
@@ -631,21 +636,26 @@ def _queryable(p, collab, database, table, columns, runner, receiver, rule_type=
 def query_world(server, populated_world):
     """populated_world with Alice's people and Bob's visitors queryable by Alice (CUSTOM rules), results to Bob."""
     (alice, bob, carol, dave, collab), table = populated_world
+    make_queryable(alice, bob, collab)
+    return (alice, bob, carol, dave, collab), table
+
+
+def make_queryable(alice, bob, collab) -> None:
+    """Alice's people and Bob's visitors as associations with CUSTOM rules (any query of Alice's), results to Bob."""
     _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
     _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
-    return (alice, bob, carol, dave, collab), table
 
 
-def _query(server, alice, bob, collab, sql) -> tuple[dict, list[tuple] | None]:
+def run_query(server, alice, bob, collab, sql, timeout: float = 60) -> tuple[dict, list[tuple] | None]:
     """Run `sql` as Alice with the result sent to Bob: the query as Alice sees it at its end, and Bob's rows."""
     from opencleanrooms.results import read_result
 
     query = alice.client.start_protected_query(
         membershipIdentifier=collab.mid(alice), type="SQL", sqlParameters={"queryString": sql},
         resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
-    done = wait(alice.client, collab.mid(alice), query["id"])
+    done = wait(alice.client, collab.mid(alice), query["id"], timeout)
     if done["status"] != "SUCCESS":
         return done, None
     delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
@@ -654,7 +664,7 @@ def _query(server, alice, bob, collab, sql) -> tuple[dict, list[tuple] | None]:
 
 def test_an_unpopulated_mapping_table_cannot_be_queried(server, query_world):
     (alice, bob, _, _, collab), table = query_world
-    done, _ = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    done, _ = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
     assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
     assert "crm_visitors" in done["error"]["message"] and "not been populated" in done["error"]["message"]
 
@@ -663,12 +673,12 @@ def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
     # the documented shape: only the mapped pairs (p1 -> v10, v11; p3 -> v13) are read
-    done, rows = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    done, rows = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
     assert done["status"] == "SUCCESS", done
     assert rows == [("p1", "v10"), ("p1", "v11"), ("p3", "v13")]
     assert done["result"] == {"output": {"memberList": [{"accountId": bob.id}]}}
     # an aggregate over the overlap, with LEFT JOIN on the mapping table's inner side
-    done, rows = _query(server, alice, bob, collab,
+    done, rows = run_query(server, alice, bob, collab,
                         "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p "
                         "LEFT JOIN crm_visitors m ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
     assert rows == [("DE", "1"), ("FR", "2")], done
@@ -689,7 +699,7 @@ def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query
 def test_refused_shapes_end_failed_and_nothing_runs(server, query_world, sql, contains):
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
-    done, _ = _query(server, alice, bob, collab, sql)
+    done, _ = run_query(server, alice, bob, collab, sql)
     assert done["status"] == "FAILED" and done["error"]["code"] == "MALFORMED_QUERY", done
     assert contains in done["error"]["message"], done
     assert not (server.data_dir / "results" / "bob-results" / done["id"]).exists()
@@ -699,7 +709,7 @@ def test_an_id_column_is_a_dimension_when_its_namespace_association_allows_it(se
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
     sql = f"SELECT m.sourceid, COUNT(*) AS visitors {THROUGH_MAPPING} GROUP BY m.sourceid"
-    done, _ = _query(server, alice, bob, collab, sql)
+    done, _ = run_query(server, alice, bob, collab, sql)
     assert done["status"] == "FAILED" and "`sourceid`" in done["error"]["message"], done
     [source] = [a for a in alice.client.list_id_namespace_associations(
         membershipIdentifier=collab.mid(alice))["idNamespaceAssociationSummaries"] if a["name"] == "crm"]
@@ -709,10 +719,10 @@ def test_an_id_column_is_a_dimension_when_its_namespace_association_allows_it(se
     rule = bob.client.get_schema_analysis_rule(collaborationIdentifier=collab.id, name="crm_visitors",
                                                type="ID_MAPPING_TABLE")["analysisRule"]
     assert rule["policy"]["v1"]["idMappingTable"]["dimensionColumns"] == ["sourceid"]
-    done, rows = _query(server, alice, bob, collab, sql)
+    done, rows = run_query(server, alice, bob, collab, sql)
     assert rows == [("p1", "2"), ("p3", "1")], done
     # the other ID column is still for joins only
-    done, _ = _query(server, alice, bob, collab, f"SELECT m.targetid {THROUGH_MAPPING}")
+    done, _ = run_query(server, alice, bob, collab, f"SELECT m.targetid {THROUGH_MAPPING}")
     assert done["status"] == "FAILED" and "`targetid`" in done["error"]["message"], done
 
 
@@ -768,7 +778,7 @@ def test_an_analysis_template_reads_through_the_mapping_table(server, populated_
     delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
     assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == [("p1", "v10")]  # v11's cc is FR
     # the same SQL written by Alice is not an allowed analysis
-    done, _ = _query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    done, _ = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
     assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_ACCESS_DENIED", done
     # a template naming an unknown table is still refused
     with pytest.raises(Exception, match="not configured table associations"):
@@ -790,13 +800,13 @@ def test_access_budgets_of_the_joined_tables_are_spent_and_the_mapping_table_has
                                                     f"{collab.mid(bob)}/configuredtableassociation/{visitors['id']}",
                                      "budgetParameters": [{"type": "LIFETIME", "budget": 1}]}})
     sql = f"SELECT p.country, COUNT(*) AS n {THROUGH_MAPPING} GROUP BY p.country"
-    done, rows = _query(server, alice, bob, collab, sql)
+    done, rows = run_query(server, alice, bob, collab, sql)
     assert rows == [("DE", "1"), ("FR", "2")], done
-    done, _ = _query(server, alice, bob, collab, sql)
+    done, _ = run_query(server, alice, bob, collab, sql)
     assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
     assert "budget" in done["error"]["message"].lower()
     # the mapping table and Alice's table have no budget: a query of them alone is not refused for one
-    done, rows = _query(server, alice, bob, collab, "SELECT p.country, COUNT(*) AS n FROM people p "
+    done, rows = run_query(server, alice, bob, collab, "SELECT p.country, COUNT(*) AS n FROM people p "
                         "JOIN crm_visitors m ON p.person_id = m.sourceid JOIN people q ON q.person_id = m.targetid "
                         "GROUP BY p.country")
     assert done["status"] == "SUCCESS" and rows == [], done  # no person id is also a visitor id
@@ -814,14 +824,14 @@ def test_aggregation_queries_read_through_the_mapping_table(server, populated_wo
             "outputConstraints": [{"columnName": columns[0], "minimum": 2, "type": "COUNT_DISTINCT"}]})
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
-    done, rows = _query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
+    done, rows = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
     assert rows == [("3",)], done  # people p1, p3 (2); visitors v10, v11, v13
     # per country, FR has one person (p1) and DE one visitor (v13): both groups are below a minimum of 2
-    done, rows = _query(server, alice, bob, collab,
+    done, rows = run_query(server, alice, bob, collab,
                         f"SELECT p.country, COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING} GROUP BY p.country")
     assert rows == [], done
     # AGGREGATION allows INNER JOIN only, whatever the mapping table allows
-    done, _ = _query(server, alice, bob, collab,
+    done, _ = run_query(server, alice, bob, collab,
                      "SELECT COUNT(DISTINCT v.visitor) AS n FROM people p LEFT JOIN crm_visitors m "
                      "ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid")
     assert done["status"] == "FAILED" and "LEFT JOIN is not allowed" in done["error"]["message"], done
