@@ -291,6 +291,10 @@ def test_aggregation_join_required_is_not_met_by_a_mapping_table():
     refused("SELECT COUNT(DISTINCT t.pid) AS n FROM theirs t JOIN idmt m ON t.pid = m.sourceid JOIN visits v "
             "ON v.vid = m.targetid", theirs, mapping(owner=RUNNER), visits("AGGREGATION"),
             contains="Inner join to query runner table required for table theirs")
+    # joined through the mapping table to the runner's own table: met
+    required = visits("AGGREGATION", joinRequired="QUERY_RUNNER")
+    assert run(plan(f"SELECT COUNT(DISTINCT v.vid) AS n {JOIN}", people("AGGREGATION"), mapping(), required)) \
+        == [(4,)]
     query = (f"SELECT COUNT(DISTINCT p.pid) AS n FROM people p JOIN idmt m ON p.pid = m.sourceid JOIN visits v "
              f"ON v.vid = m.targetid JOIN theirs t ON t.pid = p.pid")
     assert run(plan(query, people("AGGREGATION"), mapping(), visits("AGGREGATION"), theirs),
