@@ -669,6 +669,19 @@ def test_an_unpopulated_mapping_table_cannot_be_queried(server, query_world):
     assert "crm_visitors" in done["error"]["message"] and "not been populated" in done["error"]["message"]
 
 
+def test_a_mapping_table_of_another_collaboration_is_unknown(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    other = collaborate(alice, bob)
+    _queryable(alice, other, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, other, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    bob.client.update_membership(membershipIdentifier=other.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, _ = run_query(server, alice, bob, other, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_NOT_FOUND", done
+    assert "crm_visitors" in done["error"]["message"]
+
+
 def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query_world):
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
