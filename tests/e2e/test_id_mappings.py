@@ -682,6 +682,20 @@ def test_a_mapping_table_of_another_collaboration_is_unknown(server, query_world
     assert "crm_visitors" in done["error"]["message"]
 
 
+def test_differential_privacy_queries_cannot_read_a_mapping_table(server, populated_world):
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob, rule={
+        "allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [alice.id],
+        "differentialPrivacy": {"columns": [{"name": "visitor"}]}})
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, _ = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "Differential privacy" in done["error"]["message"]
+
+
 def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query_world):
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
