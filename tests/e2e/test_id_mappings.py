@@ -464,8 +464,14 @@ def _csv(path, text: str) -> str:
 def populated_world(server, world, tmp_path):
     """Alice's CRM (SOURCE) and Bob's visitors (TARGET), matched on email and country after normalization."""
     alice, bob, carol, dave, collab = world
+    return world, mapping_table(server, alice, bob, collab, tmp_path)
+
+
+def mapping_table(server, alice, bob, collab, directory) -> dict:
+    """Alice's crm.people and Bob's web.visitors in their catalogs, their namespaces associated, and Alice's ID
+    mapping table `crm_visitors` from her workflow (not populated). The mapping: p1 -> v10, v11; p3 -> v13."""
     catalog_commands.add_table(server.db, account_id=alice.id, database="crm", table="people", location=_csv(
-        tmp_path / "people.csv",
+        directory / "people.csv",
         "person_id,email,country\n"
         "p1,  Ann@Example.COM ,FR\n"
         "p2,bob@example.com,fr\n"
@@ -473,7 +479,7 @@ def populated_world(server, world, tmp_path):
         "p4,,DE\n"
         "p5,eve@example.com,US\n"))
     catalog_commands.add_table(server.db, account_id=bob.id, database="web", table="visitors", location=_csv(
-        tmp_path / "visitors.csv",
+        directory / "visitors.csv",
         "visitor,mail,cc\n"
         "v10,ann@example.com,fr\n"
         "v11,ANN@example.com,FR\n"
@@ -489,8 +495,7 @@ def populated_world(server, world, tmp_path):
     define_workflow(server, workflow, source, target)
     associate_namespace(alice, collab.mid(alice), source, name="crm")
     associate_namespace(bob, collab.mid(bob), target, name="visitors")
-    table = create_mapping_table(alice, collab.mid(alice), workflow, name="crm_visitors")
-    return world, table
+    return create_mapping_table(alice, collab.mid(alice), workflow, name="crm_visitors")
 
 
 def _status(p, collab, name):
@@ -601,18 +606,262 @@ target = "{target}"
         catalog_commands.import_file(server.db, path)
 
 
-def test_protected_queries_do_not_read_id_mapping_tables_yet(server, populated_world):
-    """docs/id-mapping.md: an ID mapping table is not a relation protected queries can name (not yet)."""
+# ------------------------------------------------------------------------------------------------ queries
+
+ROLE = "arn:aws:iam::111122223333:role/cleanrooms-table-access"
+THROUGH_MAPPING = ("FROM people p JOIN crm_visitors m ON p.person_id = m.sourceid "
+                   "JOIN visitors v ON v.visitor = m.targetid")
+
+
+def _queryable(p, collab, database, table, columns, runner, receiver, rule_type="CUSTOM", rule=None):
+    """`p`'s catalog table `database.table` as a configured table association named `table` with a rule of
+    `rule_type` (by default CUSTOM: any query of `runner`), whose results `receiver` may receive."""
+    member = {"AGGREGATION": "aggregation", "LIST": "list", "CUSTOM": "custom"}[rule_type]
+    configured = p.client.create_configured_table(
+        name=table, tableReference={"glue": {"databaseName": database, "tableName": table}},
+        allowedColumns=columns, analysisMethod="DIRECT_QUERY")["configuredTable"]
+    p.client.create_configured_table_analysis_rule(
+        configuredTableIdentifier=configured["id"], analysisRuleType=rule_type, analysisRulePolicy={"v1": {
+            member: rule or {"allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [runner.id]}}})
+    association = p.client.create_configured_table_association(
+        membershipIdentifier=collab.mid(p), configuredTableIdentifier=configured["id"], name=table,
+        roleArn=ROLE)["configuredTableAssociation"]
+    p.client.create_configured_table_association_analysis_rule(
+        membershipIdentifier=collab.mid(p), configuredTableAssociationIdentifier=association["id"],
+        analysisRuleType=rule_type, analysisRulePolicy={"v1": {member: {"allowedResultReceivers": [receiver.id]}}})
+    return association
+
+
+@pytest.fixture
+def query_world(server, populated_world):
+    """populated_world with Alice's people and Bob's visitors queryable by Alice (CUSTOM rules), results to Bob."""
+    (alice, bob, carol, dave, collab), table = populated_world
+    make_queryable(alice, bob, collab)
+    return (alice, bob, carol, dave, collab), table
+
+
+def make_queryable(alice, bob, collab) -> None:
+    """Alice's people and Bob's visitors as associations with CUSTOM rules (any query of Alice's), results to Bob."""
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+
+
+def run_query(server, alice, bob, collab, sql, timeout: float = 60) -> tuple[dict, list[tuple] | None]:
+    """Run `sql` as Alice with the result sent to Bob: the query as Alice sees it at its end, and Bob's rows."""
+    from opencleanrooms.results import read_result
+
+    query = alice.client.start_protected_query(
+        membershipIdentifier=collab.mid(alice), type="SQL", sqlParameters={"queryString": sql},
+        resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
+    done = wait(alice.client, collab.mid(alice), query["id"], timeout)
+    if done["status"] != "SUCCESS":
+        return done, None
+    delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
+    return done, sorted(tuple(str(v) for v in r.values()) for r in delivered.to_pylist())
+
+
+def test_an_unpopulated_mapping_table_cannot_be_queried(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    done, _ = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "crm_visitors" in done["error"]["message"] and "not been populated" in done["error"]["message"]
+
+
+def test_a_mapping_table_of_another_collaboration_is_unknown(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    other = collaborate(alice, bob)
+    _queryable(alice, other, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, other, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    bob.client.update_membership(membershipIdentifier=other.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, _ = run_query(server, alice, bob, other, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_NOT_FOUND", done
+    assert "crm_visitors" in done["error"]["message"]
+
+
+def test_differential_privacy_queries_cannot_read_a_mapping_table(server, populated_world):
     (alice, bob, _, _, collab), table = populated_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob, rule={
+        "allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [alice.id],
+        "differentialPrivacy": {"columns": [{"name": "visitor"}]}})
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, _ = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "Differential privacy" in done["error"]["message"]
+
+
+def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    # the documented shape: only the mapped pairs (p1 -> v10, v11; p3 -> v13) are read
+    done, rows = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "SUCCESS", done
+    assert rows == [("p1", "v10"), ("p1", "v11"), ("p3", "v13")]
+    assert done["result"] == {"output": {"memberList": [{"accountId": bob.id}]}}
+    # an aggregate over the overlap, with LEFT JOIN on the mapping table's inner side
+    done, rows = run_query(server, alice, bob, collab,
+                        "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p "
+                        "LEFT JOIN crm_visitors m ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
+    assert rows == [("DE", "1"), ("FR", "2")], done
+    # Bob sees the query meant for him
+    seen = bob.client.get_protected_query(membershipIdentifier=collab.mid(bob),
+                                          protectedQueryIdentifier=done["id"])["protectedQuery"]
+    assert seen["status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("sql, contains", [
+    ("SELECT p.person_id FROM crm_visitors m LEFT JOIN people p ON p.person_id = m.sourceid "
+     "JOIN visitors v ON v.visitor = m.targetid", "inner side"),
+    (f"SELECT m.sourceid, v.visitor {THROUGH_MAPPING}", "`sourceid`"),
+    (f"SELECT p.person_id {THROUGH_MAPPING} WHERE m.targetid = 'v10'", "`targetid`"),
+    ("SELECT p.person_id FROM people p JOIN crm_visitors m ON p.person_id = m.sourceid", "both sides"),
+    ("SELECT p.person_id FROM people p CROSS JOIN crm_visitors m", "CROSS JOIN"),
+])
+def test_refused_shapes_end_failed_and_nothing_runs(server, query_world, sql, contains):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    done, _ = run_query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and done["error"]["code"] == "MALFORMED_QUERY", done
+    assert contains in done["error"]["message"], done
+    assert not (server.data_dir / "results" / "bob-results" / done["id"]).exists()
+
+
+def test_an_id_column_is_a_dimension_when_its_namespace_association_allows_it(server, query_world):
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    sql = f"SELECT m.sourceid, COUNT(*) AS visitors {THROUGH_MAPPING} GROUP BY m.sourceid"
+    done, _ = run_query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and "`sourceid`" in done["error"]["message"], done
+    [source] = [a for a in alice.client.list_id_namespace_associations(
+        membershipIdentifier=collab.mid(alice))["idNamespaceAssociationSummaries"] if a["name"] == "crm"]
+    alice.client.update_id_namespace_association(membershipIdentifier=collab.mid(alice),
+                                                 idNamespaceAssociationIdentifier=source["id"],
+                                                 idMappingConfig={"allowUseAsDimensionColumn": True})
+    rule = bob.client.get_schema_analysis_rule(collaborationIdentifier=collab.id, name="crm_visitors",
+                                               type="ID_MAPPING_TABLE")["analysisRule"]
+    assert rule["policy"]["v1"]["idMappingTable"]["dimensionColumns"] == ["sourceid"]
+    done, rows = run_query(server, alice, bob, collab, sql)
+    assert rows == [("p1", "2"), ("p3", "1")], done
+    # the other ID column is still for joins only
+    done, _ = run_query(server, alice, bob, collab, f"SELECT m.targetid {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and "`targetid`" in done["error"]["message"], done
+
+
+def test_an_intermediate_table_can_be_populated_through_the_mapping_table(server, query_world):
+    """The population depends on the mapping table (BaseTableDependencyType ID_MAPPING_TABLE), which adds no
+    inherited constraint; the tables it joins do."""
+    (alice, bob, _, _, collab), table = query_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    created = alice.client.create_intermediate_table(
+        membershipIdentifier=collab.mid(alice), name="mapped_pairs", populationAnalysisConfiguration={
+            "sqlParameters": {"queryString": f"SELECT p.country, v.visitor {THROUGH_MAPPING}"}})["intermediateTable"]
+    out = alice.client.populate_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                                   intermediateTableIdentifier=created["id"])
+    done = wait(alice.client, collab.mid(alice), out["analysisId"])
+    assert done["status"] == "SUCCESS", done
+    got = alice.client.get_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                              intermediateTableIdentifier=created["id"])["intermediateTable"]
+    assert sorted((d["name"], d["type"], d["parentType"], d["creatorAccountId"]) for d in got["tableDependencies"]) \
+        == [("crm_visitors", "ID_MAPPING_TABLE", "DIRECT", alice.id), ("people", "TABLE", "DIRECT", alice.id),
+            ("visitors", "TABLE", "DIRECT", bob.id)]
+    receivers = got["intermediateTableVersion"]["inheritedConstraints"]["allowedResultReceivers"]
+    assert receivers["value"] == [bob.id] and {s["name"] for s in receivers["sources"]} == {"people", "visitors"}
+    # deleting the mapping table removes a base table of the intermediate table
+    alice.client.delete_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    got = alice.client.get_intermediate_table(membershipIdentifier=collab.mid(alice),
+                                              intermediateTableIdentifier=created["id"])["intermediateTable"]
+    assert got["status"] == "BASE_TABLE_REMOVED" and "crm_visitors" in got["statusReason"], got
+
+
+def test_an_analysis_template_reads_through_the_mapping_table(server, populated_world):
+    """A CUSTOM rule that allows only one analysis template: the template may name the ID mapping table."""
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    associations = [(alice, _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)),
+                    (bob, _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob))]
+    template = alice.client.create_analysis_template(
+        membershipIdentifier=collab.mid(alice), name="pairs", format="SQL",
+        source={"text": f"SELECT p.person_id, v.visitor {THROUGH_MAPPING} WHERE v.cc = :cc"},
+        analysisParameters=[{"name": "cc", "type": "VARCHAR"}])["analysisTemplate"]
+    for p, association in associations:
+        p.client.update_configured_table_analysis_rule(
+            configuredTableIdentifier=association["configuredTableId"], analysisRuleType="CUSTOM",
+            analysisRulePolicy={"v1": {"custom": {"allowedAnalyses": [template["arn"]]}}})
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
     query = alice.client.start_protected_query(
         membershipIdentifier=collab.mid(alice), type="SQL",
-        sqlParameters={"queryString": "SELECT COUNT(*) FROM crm_visitors"},
+        sqlParameters={"analysisTemplateArn": template["arn"], "parameters": {"cc": "fr"}},
         resultConfiguration={"outputConfiguration": {"member": {"accountId": bob.id}}})["protectedQuery"]
     done = wait(alice.client, collab.mid(alice), query["id"])
-    assert done["status"] == "FAILED" and "crm_visitors" in done["error"]["message"], done
+    assert done["status"] == "SUCCESS", done
+    from opencleanrooms.results import read_result
+    delivered = read_result((server.data_dir / "results" / "bob-results" / query["id"]).as_uri())
+    assert sorted(tuple(r.values()) for r in delivered.to_pylist()) == [("p1", "v10")]  # v11's cc is FR
+    # the same SQL written by Alice is not an allowed analysis
+    done, _ = run_query(server, alice, bob, collab, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
+    assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_ACCESS_DENIED", done
+    # a template naming an unknown table is still refused
+    with pytest.raises(Exception, match="not configured table associations"):
+        alice.client.create_analysis_template(
+            membershipIdentifier=collab.mid(alice), name="bad", format="SQL",
+            source={"text": "SELECT p.person_id FROM people p JOIN nowhere n ON p.person_id = n.sourceid"})
+
+
+def test_access_budgets_of_the_joined_tables_are_spent_and_the_mapping_table_has_none(server, populated_world):
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
+    visitors = _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    bob.client.create_privacy_budget_template(
+        membershipIdentifier=collab.mid(bob), privacyBudgetType="ACCESS_BUDGET", autoRefresh="NONE",
+        parameters={"accessBudget": {"resourceArn": f"arn:aws:cleanrooms:{REGION}:{bob.id}:membership/"
+                                                    f"{collab.mid(bob)}/configuredtableassociation/{visitors['id']}",
+                                     "budgetParameters": [{"type": "LIFETIME", "budget": 1}]}})
+    sql = f"SELECT p.country, COUNT(*) AS n {THROUGH_MAPPING} GROUP BY p.country"
+    done, rows = run_query(server, alice, bob, collab, sql)
+    assert rows == [("DE", "1"), ("FR", "2")], done
+    done, _ = run_query(server, alice, bob, collab, sql)
+    assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
+    assert "budget" in done["error"]["message"].lower()
+    # the mapping table and Alice's table have no budget: a query of them alone is not refused for one
+    done, rows = run_query(server, alice, bob, collab, "SELECT p.country, COUNT(*) AS n FROM people p "
+                        "JOIN crm_visitors m ON p.person_id = m.sourceid JOIN people q ON q.person_id = m.targetid "
+                        "GROUP BY p.country")
+    assert done["status"] == "SUCCESS" and rows == [], done  # no person id is also a visitor id
+
+
+def test_aggregation_queries_read_through_the_mapping_table(server, populated_world):
+    """The mapping table inherits the AGGREGATION rule of the others, whose output constraints still apply."""
+    (alice, bob, _, _, collab), table = populated_world
+    alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
+    for p, database, name, columns in ((alice, "crm", "people", ["person_id", "email", "country"]),
+                                       (bob, "web", "visitors", ["visitor", "mail", "cc"])):
+        _queryable(p, collab, database, name, columns, alice, bob, "AGGREGATION", {
+            "aggregateColumns": [{"columnNames": [columns[0]], "function": "COUNT_DISTINCT"}],
+            "joinColumns": [columns[0]], "dimensionColumns": [columns[2]], "scalarFunctions": [],
+            "outputConstraints": [{"columnName": columns[0], "minimum": 2, "type": "COUNT_DISTINCT"}]})
+    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
+        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    done, rows = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
+    assert rows == [("3",)], done  # people p1, p3 (2); visitors v10, v11, v13
+    # per country, FR has one person (p1) and DE one visitor (v13): both groups are below a minimum of 2
+    done, rows = run_query(server, alice, bob, collab,
+                        f"SELECT p.country, COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING} GROUP BY p.country")
+    assert rows == [], done
+    # AGGREGATION allows INNER JOIN only, whatever the mapping table allows
+    done, _ = run_query(server, alice, bob, collab,
+                     "SELECT COUNT(DISTINCT v.visitor) AS n FROM people p LEFT JOIN crm_visitors m "
+                     "ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid")
+    assert done["status"] == "FAILED" and "LEFT JOIN is not allowed" in done["error"]["message"], done
 
 
 def test_concurrent_writes_keep_one_association_per_namespace_and_one_job_at_a_time(server, populated_world, account):

@@ -129,3 +129,23 @@ def test_differential_privacy_queries_release_the_same_parameters(servers, tmp_p
     assert [{k: v for k, v in p.items() if k not in noisy} for p in released["s"]] == \
         [{k: v for k, v in p.items() if k not in noisy} for p in released["d"]]
     assert [set(p) for p in released["s"]] == [set(p) for p in released["d"]]
+
+
+def test_queries_through_an_id_mapping_table_answer_alike(servers, tmp_path):
+    """An ID mapping table's data (one Parquet file a population job wrote) is read by either engine."""
+    from tests.e2e.test_id_mappings import THROUGH_MAPPING, make_queryable, mapping_table, run_query
+    from tests.e2e.test_table_associations import Account, collaborate
+
+    sql = f"SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING} GROUP BY p.country"
+    answers = {}
+    for server, name in zip(servers, ("d", "s")):
+        (tmp_path / name).mkdir()
+        alice, bob = Account(server), Account(server)
+        collab = collaborate(alice, bob)
+        table = mapping_table(server, alice, bob, collab, tmp_path / name)
+        alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice),
+                                               idMappingTableIdentifier=table["id"])
+        make_queryable(alice, bob, collab)
+        done, answers[name] = run_query(server, alice, bob, collab, sql, timeout=180)
+        assert done["status"] == "SUCCESS", done
+    assert answers["d"] == answers["s"] == [("DE", "1"), ("FR", "2")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.optimizer.scope import build_scope
 
-from opencleanrooms.policy import common
+from opencleanrooms.policy import common, id_mapping
 from opencleanrooms.policy.common import ARITHMETIC, COMPARISONS, is_literal, is_numeric_literal
 from opencleanrooms.policy.model import QueryRequest
 from opencleanrooms.policy.parse import fragment, reject
@@ -81,6 +81,13 @@ class _Checker:
         if column.name in (rule.get("joinColumns") or []):
             return "join"
         return "other"
+
+    def join_kind(self, column: exp.Column) -> str:
+        """In a join condition: an ID mapping table's ID columns are join columns, dimension columns too."""
+        info = self.info(column)
+        if id_mapping.is_mapping(info) and column.name in ((info.rule or {}).get("joinColumns") or []):
+            return "join"
+        return self.kind(column)
 
     def _column(self, column: exp.Column, where: str) -> None:
         kind = self.kind(column)
@@ -199,7 +206,7 @@ class _Checker:
     def check(self) -> None:
         select = self.tree
         tables = self.relations.tables
-        edges = common.check_joins(select, self.aliases, tables, LABEL, self.kind)
+        edges = common.check_joins(select, self.aliases, tables, LABEL, self.join_kind)
         common.require_runner_join(self.aliases, edges, tables, self.request.runner_account_id,
                                    lambda info: (info.rule or {}).get("joinRequired") == "QUERY_RUNNER",
                                    "the AGGREGATION rule of `{table}` sets joinRequired to QUERY_RUNNER, so it must "

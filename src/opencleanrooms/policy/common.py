@@ -13,6 +13,7 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
+from opencleanrooms.policy import id_mapping
 from opencleanrooms.policy.model import TableInfo
 from opencleanrooms.policy.parse import DIALECT, fragment, reject
 
@@ -183,9 +184,13 @@ def require_runner_join(aliases: Mapping[str, str], edges: Iterable[tuple[str, s
 
     for left, right in edges:
         parent[root(left)] = root(right)
-    runner_groups = {root(alias) for alias, name in aliases.items() if tables[name].owner_account_id == runner}
+    # an ID mapping table is no data of its owner's: it neither satisfies the requirement nor is subject to it
+    runner_groups = {root(alias) for alias, name in aliases.items()
+                     if tables[name].owner_account_id == runner and not id_mapping.is_mapping(tables[name])}
     for alias, name in sorted(aliases.items()):
         info = tables[name]
+        if id_mapping.is_mapping(info):
+            continue
         if info.owner_account_id != runner and needs_join(info) and root(alias) not in runner_groups:
             reject(f"Inner join to query runner table required for table {name}: {reason.format(table=name)}")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from sqlglot import exp
 
-from opencleanrooms.policy import dp, thresholds
+from opencleanrooms.policy import dp, id_mapping, thresholds
 from opencleanrooms.policy.lineage import Flow, base_columns, scope_nodes
 from opencleanrooms.policy.model import QueryRequest
 from opencleanrooms.policy.parse import fragment, reject
@@ -30,7 +30,8 @@ _CONNECTIVES = (exp.And, exp.Or, exp.Not, exp.Paren, exp.Xor)
 def precheck(tree: exp.Expression, relations: Relations, request: QueryRequest) -> None:
     """Authorization of every table, then the configurations not supported yet."""
     for name in relations.names:
-        _authorize(name, relations.tables[name].rule or {}, request)
+        if not id_mapping.is_mapping(relations.tables[name]):  # the other tables' rules decide who may query
+            _authorize(name, relations.tables[name].rule or {}, request)
     if _uses_differential_privacy(relations):
         _differential_privacy(tree, relations, request)
 

@@ -11,7 +11,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 
-from opencleanrooms.policy import aggregation, custom, listing, parameters
+from opencleanrooms.policy import aggregation, custom, id_mapping, listing, parameters
 from opencleanrooms.policy.model import Plan, QueryRequest
 from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
 from opencleanrooms.policy.resolve import qualify_tree, relations, schema_of
@@ -41,6 +41,7 @@ def _plan(request: QueryRequest) -> Plan:
     display = _name_outputs(tree)
     tree = parameters.bind(tree, request.parameters, reject)
     tree = qualify_tree(tree, found.tables)
+    id_mapping.enforce(tree, found.tables)  # the managed rule of any ID mapping table read, then the inherited one
     tree = rule.enforce(tree, found, request)
     scan_names = {name: f"t{i}" for i, name in enumerate(found.names)}
     _rename_tables(tree, scan_names)

@@ -15,6 +15,7 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
+from opencleanrooms.policy import id_mapping
 from opencleanrooms.policy.model import QueryRejected, QueryRequest, TableInfo
 from opencleanrooms.policy.parse import DIALECT, clean, parse, reject
 
@@ -82,16 +83,24 @@ def relations(tree: exp.Expression, request: QueryRequest) -> Relations:
             reject(f"Table `{name}` cannot be queried: {info.unavailable}", "INVALID_RESOURCE")
         if info.rule_type is None:
             reject(f"Table `{name}` has no analysis rule, so it cannot be queried.", "INVALID_RESOURCE")
-        if info.rule_type not in RULE_TYPES:
+        if info.rule_type not in RULE_TYPES and not id_mapping.is_mapping(info):
             reject(f"Table `{name}` has an analysis rule of type {info.rule_type}, which protected queries do not "
                    f"support.", "INVALID_RESOURCE")
-    kinds = {info.rule_type for info in found.values()}
+    # ID mapping tables inherit the rule type of the other tables (policy/id_mapping.py)
+    ruled = {name: info for name, info in found.items() if not id_mapping.is_mapping(info)}
+    if not ruled:
+        reject(f"ID mapping table `{sorted(found)[0]}` can be read only joined between tables of the collaboration "
+               f"(`a JOIN idmt ON a.id = idmt.sourceid JOIN b ON b.id = idmt.targetid`).")
+    kinds = {info.rule_type for info in ruled.values()}
     if len(kinds) > 1:
-        listing = ", ".join(f"`{n}` ({found[n].rule_type})" for n in sorted(found))
+        listing = ", ".join(f"`{n}` ({ruled[n].rule_type})" for n in sorted(ruled))
         reject(f"All tables of a query must have the same analysis rule type; this query reads {listing}.",
                "INVALID_RESOURCE")
+    rule_type = kinds.pop()
+    if len(ruled) < len(found):
+        found = id_mapping.inherit(found, rule_type)
     names = tuple(sorted(found))
-    return Relations(names, found, kinds.pop())
+    return Relations(names, found, rule_type)
 
 
 def schema_of(tables: dict[str, TableInfo]) -> dict[str, dict[str, str]]:

@@ -350,14 +350,17 @@ def _named(table, columns: list[str]):
 
 
 def _stored_scan(location: str) -> catalog.Scan:
-    """The Parquet files of a results location this server wrote (file://<dir>/)."""
+    """The Parquet files of a results location this server wrote (file://<dir>/), or one Parquet file (the data of
+    an ID mapping table)."""
     directory = urllib.parse.unquote(location[len("file://"):]) if location.startswith("file://") else location
+    if directory.endswith(".parquet") and os.path.isfile(directory):
+        return catalog.Scan(format="parquet", files=(directory,))
     try:
         files = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".parquet"))
     except OSError:
         files = []
     if not files:
-        raise catalog.TableUnreadable("an intermediate table version has no data files")
+        raise catalog.TableUnreadable("the stored data of a table the query reads has no data files")
     return catalog.Scan(format="parquet", files=tuple(files))
 
 

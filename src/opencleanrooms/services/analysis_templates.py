@@ -6,14 +6,15 @@ ResourceNotFoundException. Every INVITED or ACTIVE member of the collaboration r
 through the collaboration calls (by ARN); anyone else gets the collaboration's usual AccessDeniedException.
 
 A SQL template's text is parsed (services/sql_templates.py): one SELECT whose `:name` parameters are all declared
-and whose tables are all relations (configured table associations) of the collaboration. A PySpark template's
-artifacts are read from the server's S3 endpoint to record their SHA-256 hashes. What each check rests on is listed
-in docs/behaviour.md under "Analysis templates".
+and whose tables are all relations (configured table associations, ID mapping tables) of the collaboration. A
+PySpark template's artifacts are read from the server's S3 endpoint to record their SHA-256 hashes. What each check
+rests on is listed in docs/behaviour.md under "Analysis templates".
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -32,6 +33,10 @@ from opencleanrooms.storage import analysis_templates as store
 from opencleanrooms.storage import table_associations as association_store
 from opencleanrooms.storage import tags as tag_store
 from opencleanrooms.storage.database import DuplicateError
+
+# Relations besides configured table associations that a SQL template may read: (conn, collaboration id, names) ->
+# those of `names` that are such relations. Filled by services.wiring (ID mapping tables).
+OTHER_RELATIONS: list[Callable] = []
 
 # The model's ResourceType has no analysis template: a template is a membership's sub-resource, and collaboration
 # calls address it in a collaboration.
@@ -332,6 +337,10 @@ def _check_in_collaboration(conn: sa.Connection, membership, analysis_format: st
                                 reason="INVALID_CONFIGURATION", field="format")
     known = association_store.schemas_by_names(conn, collaboration_id, tables) if tables else {}
     unknown = [table for table in tables if table not in known]
+    if unknown and analysis_format == SQL:
+        for find in OTHER_RELATIONS:
+            found = find(conn, collaboration_id, unknown)
+            unknown = [table for table in unknown if table not in found]
     if unknown:
         message = (f"These tables are not configured table associations of collaboration {collaboration_id}: "
                    f"{', '.join(unknown)}.")

@@ -20,11 +20,11 @@ import shutil
 import duckdb
 import sqlalchemy as sa
 
-from opencleanrooms import catalog
+from opencleanrooms import catalog, policy
 from opencleanrooms.catalog import entity_resolution
 from opencleanrooms.engines import id_mapping
 from opencleanrooms.errors import ServiceError
-from opencleanrooms.services import arns, errors, locks, table_associations
+from opencleanrooms.services import arns, errors, locks, protected_queries, table_associations
 from opencleanrooms.services.access import owned_membership
 from opencleanrooms.services.context import RequestContext
 from opencleanrooms.services.id_namespace_associations import allows_dimension
@@ -40,6 +40,9 @@ KIND = "idmappingtable"
 RULE_TYPE = "ID_MAPPING_TABLE"
 COLUMNS = (id_mapping.SOURCE_COLUMN, id_mapping.TARGET_COLUMN)
 STALE_JOB_SECONDS = 3600  # a RUNNING job older than this died with its process; another may start
+# What follows a table's deletion, (conn, collaboration_id, table_id, name, now) -> None (intermediate tables
+# populated from it are BASE_TABLE_REMOVED). Filled by services.wiring.
+DELETE_HOOKS: list = []
 
 
 def membership_in_use(conn: sa.Connection, membership_id: str) -> str | None:
@@ -136,6 +139,8 @@ def delete_table(ctx: RequestContext, params: dict) -> None:
         row = _table(conn, ctx, membership_id, table_id)
         store.delete_table(conn, table_id)
         tag_store.remove(conn, row["arn"])
+        for hook in DELETE_HOOKS:
+            hook(conn, row["collaboration_id"], table_id, row["name"], ctx.now)
     if ctx.id_mapping_dir:  # "Deleting a mapping table permanently removes any populated data" (AWS)
         shutil.rmtree(_table_dir(ctx, row), ignore_errors=True)
 
@@ -343,6 +348,30 @@ class Relations:
         return {"collaborationId": row["collaboration_id"], "type": RULE_TYPE, "name": row["name_key"],
                 "createTime": row["create_time"], "updateTime": row["update_time"],
                 "policy": {"v1": {"idMappingTable": managed_rule(row)}}}
+
+
+def relation_names(conn: sa.Connection, collaboration_id: str, names) -> set[str]:
+    """Those of `names` that are ID mapping tables of the collaboration (analysis templates may read them)."""
+    return set(store.schemas_by_names(conn, collaboration_id, [name.lower() for name in names]))
+
+
+def query_tables(conn: sa.Connection, ctx: RequestContext, collaboration, names) -> dict:
+    """The ID mapping tables among `names` (the lower-case relation names a query's text names) as relations the
+    query can read (protected_queries, through wiring), under the managed rule (policy/id_mapping.py). Only a
+    populated table can be read: its last successful job's Parquet file. It restricts no result receivers: it has
+    no collaboration analysis rule, and the tables it is joined with decide who receives (docs/behaviour.md)."""
+    tables = {}
+    for name, row in Relations.by_names(conn, collaboration["id"], sorted(names), now=ctx.now).items():
+        unavailable = None
+        if row["data_location"] is None:
+            unavailable = _status(row)["reasons"][0]["message"]
+        info = policy.TableInfo(name=name, owner_account_id=row["account_id"],
+                                columns=tuple((column, "string") for column in COLUMNS), rule_type=RULE_TYPE,
+                                rule=managed_rule(row), unavailable=unavailable)
+        tables[name] = protected_queries.ExtraTable(info=info, id=row["id"], allowed_receivers=None,
+                                                    location=row["data_location"], constraints={},
+                                                    kind=RULE_TYPE)
+    return tables
 
 
 def managed_rule(row) -> dict:

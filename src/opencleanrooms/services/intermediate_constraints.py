@@ -33,7 +33,7 @@ def dependencies(names, rows: dict, extras: dict) -> list[dict]:
                                 "creatorAccountId": row["account_id"]}
         else:
             extra = extras[name]
-            found[extra.id] = {"id": extra.id, "name": name, "type": "INTERMEDIATE_TABLE", "parentType": "DIRECT",
+            found[extra.id] = {"id": extra.id, "name": name, "type": extra.kind, "parentType": "DIRECT",
                                "creatorAccountId": extra.info.owner_account_id}
     for name in names:
         for dependency in (extras[name].dependencies if name in extras else ()):
@@ -56,9 +56,9 @@ def inherit(plan, rows: dict, extras: dict) -> dict:
                       "additionalAnalyses": table_rule.get("additionalAnalyses")}
         else:
             extra = extras[name]
-            source = {"name": name, "id": extra.id, "type": "INTERMEDIATE_TABLE",
+            source = {"name": name, "id": extra.id, "type": extra.kind,
                       "sourceAccountId": extra.info.owner_account_id}
-            values = {key: extra.constraints.get(key) for key in
+            values = {key: (extra.constraints or {}).get(key) for key in
                       ("allowedResultReceivers", "allowedAdditionalAnalyses", "additionalAnalyses")}
         sources_of[name] = source
         if values["allowedResultReceivers"] is not None:

@@ -61,10 +61,11 @@ class ExtraTable:
 
     info: policy.TableInfo
     id: str
-    allowed_receivers: tuple[str, ...]
-    location: str | None
+    allowed_receivers: tuple[str, ...] | None  # None: the relation restricts no receivers (an ID mapping table)
+    location: str | None  # a results directory (file://...) of Parquet files, or one Parquet file
     constraints: Any = None
     dependencies: tuple = ()
+    kind: str = "INTERMEDIATE_TABLE"  # its BaseTableDependencyType, for populations that read it
 
 
 @dataclass
@@ -367,6 +368,8 @@ def _check_tables_usable(plan, rows: dict, sources: dict, extras: dict, facts, r
 
 
 def _check_extra_usable(name: str, extra: ExtraTable, receivers: list[str]) -> None:
+    if extra.allowed_receivers is None:
+        return
     refused = [account for account in receivers if account not in extra.allowed_receivers]
     if refused:
         raise policy.QueryRejected(

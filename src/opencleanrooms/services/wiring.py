@@ -10,8 +10,9 @@ says which family's check guards which operation of another:
 - DeleteConfiguredTable (and deleting its analysis rule) refuses while an association uses the table (rule);
 - configured table associations, intermediate tables and ID mapping tables share the collaboration's relation
   names, and schemas list intermediate and ID mapping tables after the configured table associations;
-- protected queries read intermediate tables besides associations; deleting an association marks intermediate
-  tables populated from it BASE_TABLE_REMOVED;
+- protected queries read intermediate tables and ID mapping tables besides associations, SQL analysis templates
+  ID mapping tables; deleting an association or an ID mapping table marks intermediate tables populated from it
+  BASE_TABLE_REMOVED;
 - the tag operations resolve every taggable ARN for its owner only.
 """
 
@@ -41,10 +42,12 @@ def wire() -> None:
                                          intermediate_tables.membership_in_use,
                                          id_mapping_tables.membership_in_use,
                                          id_namespace_associations.membership_in_use]
-    protected_queries.EXTRA_TABLES[:] = [intermediate_tables.query_tables]
+    protected_queries.EXTRA_TABLES[:] = [intermediate_tables.query_tables, id_mapping_tables.query_tables]
     schemas.OTHER_RELATIONS[:] = [intermediate_tables.Relations, id_mapping_tables.Relations]
+    analysis_templates.OTHER_RELATIONS[:] = [id_mapping_tables.relation_names]
     table_associations.NAME_CHECKS[:] = [intermediate_tables.name_in_use, id_mapping_tables.name_in_use]
     table_associations.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
+    id_mapping_tables.DELETE_HOOKS[:] = [intermediate_tables.base_table_removed]
     configured_tables.DELETE_CHECKS[:] = [table_associations.table_in_use]
     configured_tables.RULE_DELETE_CHECKS[:] = [table_associations.table_rule_in_use]
     tags.RESOLVERS.clear()
