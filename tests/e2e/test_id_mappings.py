@@ -640,10 +640,11 @@ def query_world(server, populated_world):
     return (alice, bob, carol, dave, collab), table
 
 
-def make_queryable(alice, bob, collab) -> None:
-    """Alice's people and Bob's visitors as associations with CUSTOM rules (any query of Alice's), results to Bob."""
+def make_queryable(alice, bob, collab, visitors_rule=None) -> None:
+    """Alice's people and Bob's visitors as associations with CUSTOM rules (any query of Alice's, or
+    `visitors_rule` for Bob's), results to Bob."""
     _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
-    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
+    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob, rule=visitors_rule)
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
 
@@ -673,10 +674,7 @@ def test_a_mapping_table_of_another_collaboration_is_unknown(server, query_world
     (alice, bob, _, _, collab), table = query_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
     other = collaborate(alice, bob)
-    _queryable(alice, other, "crm", "people", ["person_id", "email", "country"], alice, bob)
-    _queryable(bob, other, "web", "visitors", ["visitor", "mail", "cc"], alice, bob)
-    bob.client.update_membership(membershipIdentifier=other.mid(bob), defaultResultConfiguration={
-        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
+    make_queryable(alice, bob, other)
     done, _ = run_query(server, alice, bob, other, f"SELECT p.person_id, v.visitor {THROUGH_MAPPING}")
     assert done["status"] == "FAILED" and done["error"]["code"] == "RESOURCE_NOT_FOUND", done
     assert "crm_visitors" in done["error"]["message"]
@@ -685,12 +683,9 @@ def test_a_mapping_table_of_another_collaboration_is_unknown(server, query_world
 def test_differential_privacy_queries_cannot_read_a_mapping_table(server, populated_world):
     (alice, bob, _, _, collab), table = populated_world
     alice.client.populate_id_mapping_table(membershipIdentifier=collab.mid(alice), idMappingTableIdentifier=table["id"])
-    _queryable(alice, collab, "crm", "people", ["person_id", "email", "country"], alice, bob)
-    _queryable(bob, collab, "web", "visitors", ["visitor", "mail", "cc"], alice, bob, rule={
+    make_queryable(alice, bob, collab, visitors_rule={
         "allowedAnalyses": ["ANY_QUERY"], "allowedAnalysisProviders": [alice.id],
         "differentialPrivacy": {"columns": [{"name": "visitor"}]}})
-    bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
-        "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
     done, _ = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS n {THROUGH_MAPPING}")
     assert done["status"] == "FAILED" and done["error"]["code"] == "INVALID_RESOURCE", done
     assert "Differential privacy" in done["error"]["message"]
