@@ -31,7 +31,8 @@ def pytest_configure(config):
     """OPENCLEANROOMS_TEST_BACKEND=postgresql without a URL: start a private PostgreSQL server for the session."""
     global _private_postgres
     config.addinivalue_line("markers", "sqlite_only(reason): the test needs the SQLite backend; skipped on others")
-    config.addinivalue_line("markers", f"backend_independent: never reaches the suite's database; {BACKEND_INDEPENDENT}")
+    config.addinivalue_line("markers",
+                            f"backend_independent: never reaches the suite's database; {BACKEND_INDEPENDENT}")
     config.addinivalue_line("markers", "spark_job: runs a real PySpark job (a JVM in the job sandbox, 10-40 s)")
     wanted = os.environ.get(backend.BACKEND_ENV, "").lower()
     if wanted not in ("", "sqlite", "postgresql"):

@@ -701,8 +701,9 @@ def test_custom_queries_read_the_overlap_through_the_mapping_table(server, query
     assert done["result"] == {"output": {"memberList": [{"accountId": bob.id}]}}
     # an aggregate over the overlap, with LEFT JOIN on the mapping table's inner side
     done, rows = run_query(server, alice, bob, collab,
-                        "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p "
-                        "LEFT JOIN crm_visitors m ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = m.targetid GROUP BY p.country")
+                           "SELECT p.country, COUNT(DISTINCT v.visitor) AS visitors FROM people p "
+                           "LEFT JOIN crm_visitors m ON p.person_id = m.sourceid JOIN visitors v ON v.visitor = "
+                           "m.targetid GROUP BY p.country")
     assert rows == [("DE", "1"), ("FR", "2")], done
     # Bob sees the query meant for him
     seen = bob.client.get_protected_query(membershipIdentifier=collab.mid(bob),
@@ -846,7 +847,8 @@ def test_aggregation_queries_read_through_the_mapping_table(server, populated_wo
             "outputConstraints": [{"columnName": columns[0], "minimum": 2, "type": "COUNT_DISTINCT"}]})
     bob.client.update_membership(membershipIdentifier=collab.mid(bob), defaultResultConfiguration={
         "outputConfiguration": {"s3": {"bucket": "bob-results", "resultFormat": "CSV"}}})
-    done, rows = run_query(server, alice, bob, collab, f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
+    done, rows = run_query(server, alice, bob, collab,
+                           f"SELECT COUNT(DISTINCT v.visitor) AS visitors {THROUGH_MAPPING}")
     assert rows == [("3",)], done  # people p1, p3 (2); visitors v10, v11, v13
     # per country, FR has one person (p1) and DE one visitor (v13): both groups are below a minimum of 2
     done, rows = run_query(server, alice, bob, collab,

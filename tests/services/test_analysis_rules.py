@@ -187,7 +187,8 @@ CONTROLS = {"allowedLiteralComparisonColumns": ["segment"], "allowedColumnCompar
 
 def test_custom_rules_accept_aggregation_thresholds_and_comparison_controls():
     rules.check_rule("CUSTOM", custom(aggregationThresholds=[dict(THRESHOLD, outputColumnThresholds=[
-        {"outputColumnName": "total", "minimumIdentityCount": 0}, {"outputColumnName": "n", "minimumIdentityCount": 9}])],
+        {"outputColumnName": "total", "minimumIdentityCount": 0},
+        {"outputColumnName": "n", "minimumIdentityCount": 9}])],
         comparisonControls=CONTROLS), ALLOWED, "glue")
 
 

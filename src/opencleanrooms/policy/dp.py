@@ -13,8 +13,9 @@ keys), sums them up per user (and group key) in one hash aggregation, keeps one 
 and counts each user as at most USER_CONTRIBUTION_LIMIT rows (a user over the limit counts as the limit times their
 mean). It returns a long table: per group the distinct users ('u' rows, for the key release), per aggregate (and
 group) its exact count ('n' rows), or, for value aggregates, per signed magnitude bucket of the users' magnitude
-(root mean square, or the mean's magnitude when no STDDEV needs squares) their users and weighted sums ('c' rows, from which runner/dp.clamped_sums brings every user within any
-released bounds, and whose users, summed over signs and groups, are the histogram of the private bounds).
+(root mean square, or the mean's magnitude when no STDDEV needs squares) their users and weighted sums ('c' rows,
+from which runner/dp.clamped_sums brings every user within any released bounds, and whose users, summed over signs
+and groups, are the histogram of the private bounds).
 The query's own part (its CTEs and the user-level rows) stays a tree, rendered per engine; the rest depends only
 on the query's shape, so render() renders it once per shape.
 The runner (runner/dp.py) turns that into the noisy answer; the clamped sums are exact functions of these cells.
@@ -360,7 +361,8 @@ def _rewrite(tree: exp.Select, aggregations: list[dict], identities: list[exp.Ex
             magnitude = f"CASE WHEN `__dp_r` < 1 THEN 0.0 ELSE LEAST(FLOOR(LOG(2, `__dp_r`)) + 1, {BUCKET_LIMIT}) END"
             weight = f"LEAST({n}, {limit}) AS `__dp_w`"
             if i in rms:  # mean and mean square of the clamped values; r = the root mean square
-                means = f"SELECT {weight}, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} WHERE {n} > 0"
+                means = (f"SELECT {weight}, {m} / {n} AS `__dp_m`, {q} / {n} AS `__dp_q`{g_list} FROM {one} "
+                         f"WHERE {n} > 0")
                 r = "SQRT(`__dp_q`)"
             else:  # the mean of the values as they are, clamped (+-inf and NaN too); r = its magnitude
                 means = (f"SELECT *, `__dp_m` * `__dp_m` AS `__dp_q` FROM (SELECT {weight}, {_clamp(f'{m} / {n}')} "

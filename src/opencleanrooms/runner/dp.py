@@ -129,9 +129,10 @@ def _order(rows: list[tuple], order: list[dict]) -> list[tuple]:
 def clamped_sums(cells, bounds: Bounds) -> tuple[float, float, int]:
     """Sum, sum of squares and count of the users' weighted values after clamping to `bounds` (powers of two, as
     private_bounds returns them). Cell (k, negative) holds the users whose magnitude r (root mean square, or |mean|:
-    policy/dp.py) is in magnitude bucket k and whose mean m has that sign: n = sum of weights w, s1 = sum of w * m, s2 = sum of w * r^2 and
-    s3 = sum of w * m / r. A user beyond the bound E on their side has all their values scaled by E / r, so they add
-    E * (w * m / r) and E^2 * w: their mean stays within the bounds and their mean square within E^2."""
+    policy/dp.py) is in magnitude bucket k and whose mean m has that sign: n = sum of weights w, s1 = sum of w * m,
+    s2 = sum of w * r^2 and s3 = sum of w * m / r. A user beyond the bound E on their side has all their values
+    scaled by E / r (with r = |mean|: their mean clamped), so they add E * (w * m / r) and E^2 * w: their mean stays
+    within the bounds and their mean square within E^2."""
     upper_bucket = int(bounds.upper).bit_length() - 1  # upper = 2^m, m >= 0
     lower_bucket = int(-bounds.lower).bit_length() - 1 if bounds.lower < 0 else None  # lower = -2^a or 0
     total, squares, rows = 0.0, 0.0, 0
